@@ -1,0 +1,250 @@
+"""Benchmark modelgate against a bare pass-through proxy (and LiteLLM), in the same run.
+
+    .venv/bin/python bench/run.py [--duration 10] [--quick] [--litellm] [--skip-modelgate]
+
+Why ratios and not absolute numbers: the machine is shared and small; what is stable is
+how each proxy compares with the others measured minutes apart on the same cores. See
+bench/README.md and DESIGN §5 (the budget this checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from procs import LOAD_CPU, can_pin
+from rich.console import Console
+from rich.table import Table
+from targets import (
+    MODEL,
+    Target,
+    check,
+    start_litellm,
+    start_modelgate,
+    start_passthrough,
+    start_upstream,
+)
+from wrkrun import WrkResult, ensure_wrk, run_wrk
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONNECTIONS = (1, 32)
+MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
+BODIES = {
+    "non-stream": json.dumps({"model": MODEL, "messages": MESSAGES}, separators=(",", ":")),
+    "stream": json.dumps({"model": MODEL, "messages": MESSAGES, "stream": True}, separators=(",", ":")),
+}
+PASSTHROUGH = "bare pass-through"
+DIRECT = "upstream (direct)"
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    mode: str
+    connections: int
+    result: WrkResult
+
+
+def measure(target: Target, seconds: float, warmup: float, console: Console) -> list[Row]:
+    rows: list[Row] = []
+    for mode, body in BODIES.items():
+        check(target, body, stream=mode == "stream")
+        for connections in CONNECTIONS:
+            if warmup:
+                run_wrk(
+                    target.url,
+                    connections=connections,
+                    seconds=warmup,
+                    body=body,
+                    auth=target.auth,
+                    cpu=LOAD_CPU,
+                )
+            result = run_wrk(
+                target.url,
+                connections=connections,
+                seconds=seconds,
+                body=body,
+                auth=target.auth,
+                cpu=LOAD_CPU,
+            )
+            console.print(
+                f"  {target.name:20} {mode:10} c={connections:<3} {result.rps:9.0f} req/s  "
+                f"p50 {result.p50_us / 1000:.2f} ms  p99 {result.p99_us / 1000:.2f} ms"
+                + (f"  [red]{result.errors} errors[/red]" if result.errors else "")
+            )
+            rows.append(Row(target.name, mode, connections, result))
+    return rows
+
+
+def report(rows: list[Row]) -> tuple[Table, list[dict[str, object]]]:
+    """The table and its JSON form: added latency vs direct, throughput vs pass-through/LiteLLM."""
+    index = {(r.scenario, r.mode, r.connections): r.result for r in rows}
+    has_litellm = any(r.scenario == "LiteLLM proxy" for r in rows)
+    table = Table(title="modelgate benchmark (one core for the proxy; wrk + upstream on the other)")
+    for column in (
+        "scenario",
+        "mode",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "added p50",
+        "added p99",
+        "× pass-through",
+        *(["× LiteLLM"] if has_litellm else []),
+        "errors",
+    ):
+        table.add_column(column, justify="left" if column in ("scenario", "mode") else "right")
+    records: list[dict[str, object]] = []
+    for r in rows:
+        res = r.result
+        direct = index.get((DIRECT, r.mode, r.connections))
+        floor = index.get((PASSTHROUGH, r.mode, r.connections))
+        litellm = index.get(("LiteLLM proxy", r.mode, r.connections))
+        added50 = (res.p50_us - direct.p50_us) / 1000 if direct and r.scenario != DIRECT else None
+        added99 = (res.p99_us - direct.p99_us) / 1000 if direct and r.scenario != DIRECT else None
+        vs_floor = res.rps / floor.rps if floor and floor.rps else None
+        vs_litellm = res.rps / litellm.rps if litellm and litellm.rps else None
+        cells = [
+            r.scenario,
+            r.mode,
+            str(r.connections),
+            f"{res.rps:,.0f}",
+            f"{res.p50_us / 1000:.2f}",
+            f"{res.p99_us / 1000:.2f}",
+            _ms(added50),
+            _ms(added99),
+            _ratio(vs_floor),
+        ]
+        if has_litellm:
+            cells.append(_ratio(vs_litellm))
+        cells.append(str(res.errors))
+        table.add_row(*cells)
+        records.append(
+            {
+                "scenario": r.scenario,
+                "mode": r.mode,
+                "connections": r.connections,
+                **res.as_dict(),
+                "added_p50_ms": added50,
+                "added_p99_ms": added99,
+                "ratio_vs_passthrough": vs_floor,
+                "ratio_vs_litellm": vs_litellm,
+            }
+        )
+    return table, records
+
+
+def budget(rows: list[Row]) -> list[tuple[str, bool]]:
+    """DESIGN §5's budget for modelgate, as (check, passed) pairs."""
+    index = {(r.scenario, r.mode, r.connections): r.result for r in rows}
+    checks: list[tuple[str, bool]] = []
+    for mode in BODIES:
+        for conns in CONNECTIONS:
+            mg, floor = index.get(("modelgate", mode, conns)), index.get((PASSTHROUGH, mode, conns))
+            if mg and floor:
+                ratio = mg.rps / floor.rps
+                checks.append(
+                    (f"{mode} c={conns}: throughput ≥ 0.5 × pass-through ({ratio:.2f})", ratio >= 0.5)
+                )
+    mg, direct = index.get(("modelgate", "non-stream", 1)), index.get((DIRECT, "non-stream", 1))
+    if mg and direct:
+        p50, p99 = (mg.p50_us - direct.p50_us) / 1000, (mg.p99_us - direct.p99_us) / 1000
+        checks.append((f"non-stream c=1: added p50 ≤ 0.5 ms ({p50:.2f})", p50 <= 0.5))
+        checks.append((f"non-stream c=1: added p99 ≤ 2 ms ({p99:.2f})", p99 <= 2.0))
+    return checks
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:+.2f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="modelgate vs a bare pass-through proxy (and LiteLLM).")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
+    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 s warm-up")
+    parser.add_argument(
+        "--litellm", action="store_true", help="also measure LiteLLM's proxy (slow; may install)"
+    )
+    parser.add_argument(
+        "--skip-modelgate", action="store_true", help="only the upstream and pass-through rows"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    seconds, warmup = (3.0, 1.0) if args.quick else (args.duration, min(2.0, args.duration / 5))
+    ensure_wrk()
+    if not can_pin():
+        console.print("[yellow]NOTE: fewer than 2 CPUs or no taskset: processes are not pinned.[/yellow]")
+    RESULTS.mkdir(exist_ok=True)
+    rows: list[Row] = []
+    failures: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="modelgate-bench-") as tmp:
+        log_dir = Path(tmp)
+        upstream = start_upstream(log_dir)
+        try:
+            rows += measure(upstream, seconds, warmup, console)
+            starters = [("bare pass-through", lambda: start_passthrough(upstream, log_dir))]
+            if not args.skip_modelgate:
+                starters.append(("modelgate", lambda: start_modelgate(upstream, log_dir, log_dir / "data")))
+            if args.litellm:
+                starters.append(("LiteLLM proxy", lambda: start_litellm(upstream, log_dir)))
+            for name, starter in starters:
+                target: Target | None = None
+                try:
+                    target = starter()
+                    if target is None:
+                        failures[name] = "not available"
+                        continue
+                    rows += measure(target, seconds, warmup, console)
+                except (RuntimeError, OSError) as exc:
+                    failures[name] = str(exc)
+                    console.print(f"[red]{name}: skipped[/red]\n{exc}")
+                finally:
+                    if target is not None:
+                        target.stop()
+        finally:
+            upstream.stop()
+    table, records = report(rows)
+    console.print(table)
+    checks = budget(rows)
+    for text, passed in checks:
+        console.print(("[green]PASS[/green] " if passed else "[red]FAIL[/red] ") + text)
+    out = RESULTS / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "when": dt.datetime.now(dt.UTC).isoformat(),
+                "host": platform.node(),
+                "python": sys.version.split()[0],
+                "pinned": can_pin(),
+                "seconds_per_run": seconds,
+                "warmup_seconds": warmup,
+                "rows": records,
+                "budget": [{"check": t, "passed": p} for t, p in checks],
+                "skipped": failures,
+                "finished_unix": time.time(),
+            },
+            indent=2,
+        )
+    )
+    console.print(f"results written to {out}")
+    return 0 if not failures or set(failures) == {"LiteLLM proxy"} else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from modelgate.cli.main import main
+
+main()

@@ -1,0 +1,152 @@
+"""create_app(settings): the ASGI application of one gateway process.
+
+The lifespan owns every long-lived resource: the database engine, the snapshot refresher, the
+usage flusher and the pooled upstream client. Shutdown drains the usage buffer last, after the
+server has stopped taking requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from modelgate.errors import openai_error_body
+from modelgate.gateway.forward import UpstreamClient
+from modelgate.gateway.pipeline import Gateway
+from modelgate.gateway.routes import v1_routes
+from modelgate.runtime.refresher import RuntimeState
+from modelgate.secrets_box import SecretBox, load_master_key
+from modelgate.settings import Settings
+from modelgate.storage.engine import make_engine, make_sessionmaker
+from modelgate.usage.flusher import UsageFlusher
+from modelgate.usage.recorder import UsageRecorder
+
+__all__ = ["Services", "create_app"]
+
+log = logging.getLogger("modelgate")
+
+
+class Services:
+    """The process's long-lived parts, reachable from routes as ``request.app.state.services``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.box = SecretBox(load_master_key(settings.master_key, settings.master_key_file))
+        self.engine = make_engine(settings.effective_database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.runtime = RuntimeState(self.sessions, self.box, settings)
+        self.recorder = UsageRecorder(
+            settings.spool_dir, batch_size=settings.usage_batch_size, max_buffer=settings.usage_buffer_max
+        )
+        self.flusher = UsageFlusher(self.recorder, self.sessions, settings.usage_flush_interval)
+        self.client = UpstreamClient(settings.upstream_pool_size)
+        self.gateway = Gateway(self.runtime, self.recorder, self.client, settings.max_body_bytes)
+
+    async def start(self) -> None:
+        await self.runtime.reload()
+        await self.client.start()
+        self.runtime.start()
+        self.flusher.start()
+
+    async def stop(self) -> None:
+        await self.runtime.stop()
+        await self.flusher.stop()
+        await self.client.close()
+        await self.engine.dispose()
+
+
+def _is_v1(request: Request) -> bool:
+    return request.url.path.startswith("/v1")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if _is_v1(request):
+        code = "unknown_url" if exc.status_code == 404 else "method_not_allowed"
+        message = (
+            f"Unknown request URL: {request.method} {request.url.path}."
+            if exc.status_code == 404
+            else f"{request.method} is not allowed on {request.url.path}."
+        )
+        return Response(openai_error_body(message, "invalid_request_error", None, code), exc.status_code,
+                        media_type="application/json")  # fmt: skip
+    return JSONResponse({"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
+                         "detail": str(exc.detail)}, exc.status_code, media_type="application/problem+json")  # fmt: skip
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if _is_v1(request):
+        body = openai_error_body("The gateway hit an internal error.", "server_error", None, "internal_error")
+        return Response(body, 500, media_type="application/json")
+    return JSONResponse({"type": "about:blank", "title": "Internal error", "status": 500,
+                         "detail": "The gateway hit an internal error."}, 500,
+                        media_type="application/problem+json")  # fmt: skip
+
+
+def create_app(settings: Settings) -> Starlette:
+    services = Services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            async with services.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # report, never raise: this is the probe
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+            ok = False
+        checks["snapshot_version"] = services.runtime.snapshot.version
+        checks["usage_buffer"] = len(services.recorder.buffer)
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+
+    routes = [*v1_routes(services.gateway), Route("/healthz", healthz), Route("/readyz", readyz)]
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])  # fmt: skip
+        )
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.services = services
+    return app
+
+
+def app_from_environment() -> Starlette:
+    """Factory for multi-worker servers: each worker builds its app from the environment."""
+    import os
+    from pathlib import Path
+
+    from modelgate.settings import load_settings
+
+    config = os.environ.get("MODELGATE_CONFIG")
+    return create_app(load_settings(Path(config) if config else None))

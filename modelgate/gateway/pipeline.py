@@ -1,0 +1,195 @@
+"""The data plane, top to bottom: authenticate → resolve → authorize → forward → settle → record.
+
+Reads the snapshot once per request and never touches the database. Every request, admitted
+or refused, leaves exactly one usage event in the recorder's buffer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelgate.adapters import ADAPTERS
+from modelgate.adapters.base import Usage
+from modelgate.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, PermissionDenied, UpstreamError
+from modelgate.gateway.auth import authenticate
+from modelgate.gateway.forward import UpstreamClient, upstream_failure
+from modelgate.gateway.streaming import StreamOutcome, StreamResponse
+from modelgate.gateway.tokens import estimate_input_tokens
+from modelgate.rbac import Permission, has_permission
+from modelgate.runtime.refresher import RuntimeState
+from modelgate.runtime.snapshot import EndpointEntry, KeyEntry, Snapshot
+from modelgate.usage.events import UsageEvent
+from modelgate.usage.recorder import UsageRecorder
+
+__all__ = ["ROUTE_CATEGORY", "Gateway", "authorize", "resolve_endpoint"]
+
+ROUTE_CATEGORY = {"chat": "llm", "completions": "llm", "embeddings": "embedding", "images": "image"}
+_ROUTE_PATH = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+    "images": "/v1/images/generations",
+}
+_JSON = "application/json"
+
+
+def resolve_endpoint(snapshot: Snapshot, tenant_id: int, model: Any, route: str) -> EndpointEntry:
+    if not isinstance(model, str) or not model:
+        raise BadRequest("You must provide a model parameter naming an endpoint.", param="model",
+                         code="missing_model")  # fmt: skip
+    name = model[9:] if model.startswith("endpoint:") else model
+    endpoint = snapshot.endpoints.get(tenant_id, {}).get(name)
+    if endpoint is None:
+        raise NotFound(f"The endpoint '{name}' does not exist or you do not have access to it.", param="model")
+    wanted = ROUTE_CATEGORY[route]
+    if endpoint.category != wanted:
+        raise BadRequest(
+            f"Endpoint '{name}' is a '{endpoint.category}' endpoint; {_ROUTE_PATH[route]} serves "
+            f"'{wanted}' endpoints only.",
+            param="model",
+            code="model_not_supported",
+        )
+    return endpoint
+
+
+def may_invoke(snapshot: Snapshot, user_id: int, endpoint: EndpointEntry) -> bool:
+    return has_permission(
+        Permission.ENDPOINT_INVOKE,
+        snapshot.tenant_roles.get(user_id, ()),
+        snapshot.grants.get((user_id, endpoint.id)),
+    )
+
+
+def authorize(snapshot: Snapshot, key: KeyEntry, endpoint: EndpointEntry) -> None:
+    if not may_invoke(snapshot, key.owner_id, endpoint):
+        raise PermissionDenied(f"You do not have permission to invoke endpoint '{endpoint.name}'.")
+
+
+class Gateway:
+    def __init__(
+        self, runtime: RuntimeState, recorder: UsageRecorder, client: UpstreamClient, max_body: int
+    ) -> None:
+        self.runtime = runtime
+        self.recorder = recorder
+        self.client = client
+        self.max_body = max_body
+        self._rid_prefix = "req_" + os.urandom(6).hex()
+        self._rid_counter = itertools.count(1)
+
+    def request_id(self) -> str:
+        return f"{self._rid_prefix}{next(self._rid_counter):010x}"
+
+    async def _read_json(self, request: Request) -> dict[str, Any]:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
+            chunks.append(chunk)
+        try:
+            body = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
+                             code="invalid_json") from None  # fmt: skip
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+        return body
+
+    async def invoke(self, request: Request, route: str, channel: str = "api") -> Any:
+        started = time.perf_counter()
+        rid = self.request_id()
+        ev = UsageEvent(ts=time.time(), request_id=rid, route=route, status_code=200, channel=channel)
+        snap = self.runtime.snapshot
+        endpoint: EndpointEntry | None = None
+        body: dict[str, Any] | None = None
+        try:
+            key = authenticate(snap, request.headers)
+            ev.tenant_id, ev.user_id, ev.api_key_id = key.tenant_id, key.owner_id, key.id
+            body = await self._read_json(request)
+            endpoint = resolve_endpoint(snap, key.tenant_id, body.get("model"), route)
+            ev.endpoint_id = endpoint.id
+            authorize(snap, key, endpoint)
+            adapter = ADAPTERS[endpoint.api_family]
+            estimate_in = estimate_input_tokens(body)
+            prepared = adapter.prepare(route, body, endpoint)
+            ev.is_stream = prepared.is_stream
+            upstream = await self.client.send(endpoint, prepared.url, prepared.body)
+            ev.upstream_status = upstream.status
+            if upstream.status >= 400:
+                raw = await self.client.read(endpoint, upstream)
+                raise upstream_failure(endpoint, upstream.status, adapter.error_message(raw),
+                                       upstream.headers.get("retry-after"))  # fmt: skip
+            if prepared.is_stream and upstream.content_type == "text/event-stream":
+                relay = adapter.stream_relay(endpoint, prepared.client_wants_usage)
+                headers = [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-request-id", rid.encode()),
+                ]
+
+                def done(outcome: StreamOutcome) -> None:
+                    ev.error_type = outcome.error_type
+                    if outcome.first_byte_at is not None:
+                        ev.ttft_ms = (outcome.first_byte_at - started) * 1000.0
+                    self._settle(ev, endpoint, relay.usage, estimate_in, relay.output_chars)
+                    ev.latency_ms = (time.perf_counter() - started) * 1000.0
+                    self.recorder.record(ev)
+
+                return StreamResponse(upstream, relay, headers, done)
+            raw = await self.client.read(endpoint, upstream)
+            try:
+                content, usage, out_chars = adapter.rewrite_response(raw, endpoint)
+            except ValueError:
+                raise UpstreamError(f"The upstream of endpoint '{endpoint.name}' returned a malformed response.",
+                                    code="upstream_malformed_response") from None  # fmt: skip
+            self._settle(ev, endpoint, usage, estimate_in, out_chars)
+            ev.latency_ms = (time.perf_counter() - started) * 1000.0
+            self.recorder.record(ev)
+            return Response(content, 200, {"x-request-id": rid}, media_type=_JSON)
+        except GatewayError as exc:
+            ev.status_code, ev.error_type = exc.status, exc.error_type
+            ev.latency_ms = (time.perf_counter() - started) * 1000.0
+            if endpoint is not None and body is not None and ev.upstream_status is not None:
+                # the upstream was called and may bill the prompt: count what we know
+                ev.input_tokens, ev.is_estimated = estimate_input_tokens(body), True
+            self.recorder.record(ev)
+            return error_response(exc, rid)
+
+    @staticmethod
+    def _settle(ev: UsageEvent, ep: EndpointEntry, usage: Usage | None, estimate_in: int, out_chars: int) -> None:
+        if usage is None:
+            usage = Usage(estimate_in, (out_chars + 3) // 4)
+            ev.is_estimated = True
+        ev.input_tokens, ev.output_tokens = usage.input_tokens, usage.output_tokens
+        ev.cached_tokens, ev.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+        ev.cost = (usage.input_tokens * ep.price_input_per_m + usage.output_tokens * ep.price_output_per_m) / 1e6
+
+    def list_models(self, request: Request) -> Response:
+        rid = self.request_id()
+        snap = self.runtime.snapshot
+        try:
+            key = authenticate(snap, request.headers)
+        except GatewayError as exc:
+            return error_response(exc, rid)
+        data = [
+            {"id": ep.name, "object": "model", "created": ep.created_at, "owned_by": "modelgate"}
+            for ep in snap.endpoints.get(key.tenant_id, {}).values()
+            if may_invoke(snap, key.owner_id, ep)
+        ]
+        return Response(orjson.dumps({"object": "list", "data": data}), 200, {"x-request-id": rid}, media_type=_JSON)
+
+
+def error_response(exc: GatewayError, request_id: str) -> Response:
+    headers = {"x-request-id": request_id, **exc.headers}
+    return Response(exc.openai_body(), exc.status, headers, media_type=_JSON)

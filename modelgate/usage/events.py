@@ -1,0 +1,41 @@
+"""One usage event per invocation: ids and numbers only, never copies of configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["UsageEvent"]
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    ts: float
+    request_id: str
+    route: str
+    status_code: int
+    tenant_id: int | None = None
+    endpoint_id: int | None = None
+    user_id: int | None = None
+    api_key_id: int | None = None
+    channel: str = "api"
+    is_stream: bool = False
+    error_type: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    is_estimated: bool = False
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    upstream_status: int | None = None
+    cost: float = 0.0
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["ts"] = datetime.fromtimestamp(self.ts, UTC)
+        return row
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import uvloop
@@ -102,8 +102,7 @@ class FastUpstream(asyncio.Protocol):
         self.url = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -23,7 +23,11 @@ from procs import LOAD_CPU, can_pin
 from rich.console import Console
 from rich.table import Table
 from targets import (
+    DIRECT,
+    LITELLM,
     MODEL,
+    MODELGATE,
+    PASSTHROUGH,
     Target,
     check,
     start_litellm,
@@ -40,8 +44,6 @@ BODIES = {
     "non-stream": json.dumps({"model": MODEL, "messages": MESSAGES}, separators=(",", ":")),
     "stream": json.dumps({"model": MODEL, "messages": MESSAGES, "stream": True}, separators=(",", ":")),
 }
-PASSTHROUGH = "bare pass-through"
-DIRECT = "upstream (direct)"
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def measure(target: Target, seconds: float, warmup: float, console: Console) -> 
 def report(rows: list[Row]) -> tuple[Table, list[dict[str, object]]]:
     """The table and its JSON form: added latency vs direct, throughput vs pass-through/LiteLLM."""
     index = {(r.scenario, r.mode, r.connections): r.result for r in rows}
-    has_litellm = any(r.scenario == "LiteLLM proxy" for r in rows)
+    has_litellm = any(r.scenario == LITELLM for r in rows)
     table = Table(title="modelgate benchmark (one core for the proxy; wrk + upstream on the other)")
     for column in (
         "scenario",
@@ -107,7 +109,7 @@ def report(rows: list[Row]) -> tuple[Table, list[dict[str, object]]]:
         res = r.result
         direct = index.get((DIRECT, r.mode, r.connections))
         floor = index.get((PASSTHROUGH, r.mode, r.connections))
-        litellm = index.get(("LiteLLM proxy", r.mode, r.connections))
+        litellm = index.get((LITELLM, r.mode, r.connections))
         added50 = (res.p50_us - direct.p50_us) / 1000 if direct and r.scenario != DIRECT else None
         added99 = (res.p99_us - direct.p99_us) / 1000 if direct and r.scenario != DIRECT else None
         vs_floor = res.rps / floor.rps if floor and floor.rps else None
@@ -148,13 +150,13 @@ def budget(rows: list[Row]) -> list[tuple[str, bool]]:
     checks: list[tuple[str, bool]] = []
     for mode in BODIES:
         for conns in CONNECTIONS:
-            mg, floor = index.get(("modelgate", mode, conns)), index.get((PASSTHROUGH, mode, conns))
+            mg, floor = index.get((MODELGATE, mode, conns)), index.get((PASSTHROUGH, mode, conns))
             if mg and floor:
                 ratio = mg.rps / floor.rps
                 checks.append(
                     (f"{mode} c={conns}: throughput ≥ 0.5 × pass-through ({ratio:.2f})", ratio >= 0.5)
                 )
-    mg, direct = index.get(("modelgate", "non-stream", 1)), index.get((DIRECT, "non-stream", 1))
+    mg, direct = index.get((MODELGATE, "non-stream", 1)), index.get((DIRECT, "non-stream", 1))
     if mg and direct:
         p50, p99 = (mg.p50_us - direct.p50_us) / 1000, (mg.p99_us - direct.p99_us) / 1000
         checks.append((f"non-stream c=1: added p50 ≤ 0.5 ms ({p50:.2f})", p50 <= 0.5))
@@ -185,7 +187,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)
     seconds, warmup = (3.0, 1.0) if args.quick else (args.duration, min(2.0, args.duration / 5))
     ensure_wrk()
     if not can_pin():
@@ -198,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         upstream = start_upstream(log_dir)
         try:
             rows += measure(upstream, seconds, warmup, console)
-            starters = [("bare pass-through", lambda: start_passthrough(upstream, log_dir))]
+            starters = [(PASSTHROUGH, lambda: start_passthrough(upstream, log_dir))]
             if not args.skip_modelgate:
-                starters.append(("modelgate", lambda: start_modelgate(upstream, log_dir, log_dir / "data")))
+                starters.append((MODELGATE, lambda: start_modelgate(upstream, log_dir, log_dir / "data")))
             if args.litellm:
-                starters.append(("LiteLLM proxy", lambda: start_litellm(upstream, log_dir)))
+                starters.append((LITELLM, lambda: start_litellm(upstream, log_dir)))
             for name, starter in starters:
                 target: Target | None = None
                 try:
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     console.print(f"results written to {out}")
-    return 0 if not failures or set(failures) == {"LiteLLM proxy"} else 1
+    return 0 if not failures or set(failures) == {LITELLM} else 1
 
 
 if __name__ == "__main__":

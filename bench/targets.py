@@ -25,6 +25,11 @@ LITELLM_VENV = BENCH_DIR / ".litellm-venv"
 MODEL = "bench-llm"
 CLIENT_KEY = "sk-bench"
 VENDOR_KEY = "sk-fake"
+# Scenario names, as printed in the table.
+DIRECT = "(a) upstream"
+PASSTHROUGH = "(b) pass-through"
+MODELGATE = "(c) modelgate"
+LITELLM = "(d) LiteLLM"
 
 
 @dataclass
@@ -53,7 +58,7 @@ def start_upstream(log_dir: Path) -> Target:
         log_dir=log_dir,
     )
     wait_http(server, f"http://127.0.0.1:{port}/v1/models")
-    return Target("upstream (direct)", f"http://127.0.0.1:{port}/v1/chat/completions", None, [server])
+    return Target(DIRECT, f"http://127.0.0.1:{port}/v1/chat/completions", None, [server])
 
 
 def origin(upstream: Target) -> str:
@@ -77,7 +82,7 @@ def start_passthrough(upstream: Target, log_dir: Path) -> Target:
     server = start("passthrough", command, cpu=PROXY_CPU, log_dir=log_dir)
     wait_http(server, f"http://127.0.0.1:{port}/", ok=())
     return Target(
-        "bare pass-through", f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {CLIENT_KEY}", [server]
+        PASSTHROUGH, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {CLIENT_KEY}", [server]
     )
 
 
@@ -137,7 +142,7 @@ def start_modelgate(upstream: Target, log_dir: Path, data_dir: Path) -> Target:
         env={"MODELGATE_DATA_DIR": str(data_dir)},
     )
     wait_http(server, f"http://127.0.0.1:{port}/healthz")
-    return Target("modelgate", f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {secret}", [server])
+    return Target(MODELGATE, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {secret}", [server])
 
 
 # ------------------------------------------------------------------------ LiteLLM
@@ -213,9 +218,7 @@ def start_litellm(upstream: Target, log_dir: Path) -> Target | None:
         server.stop()
         print(f"NOTE: LiteLLM did not start; skipping its row.\n{exc}", flush=True)
         return None
-    return Target(
-        "LiteLLM proxy", f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {master_key}", [server]
-    )
+    return Target(LITELLM, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {master_key}", [server])
 
 
 # ----------------------------------------------------------------- correctness

@@ -38,6 +38,11 @@ _ROUTE_PATH = {
     "images": "/v1/images/generations",
 }
 _JSON = "application/json"
+_PROBES: dict[str, tuple[str, dict[str, Any]]] = {
+    "llm": ("chat", {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
+    "embedding": ("embeddings", {"input": "ping"}),
+    "image": ("images", {"prompt": "a single dot", "n": 1, "size": "256x256"}),
+}
 
 
 def resolve_endpoint(snapshot: Snapshot, tenant_id: int, model: Any, route: str) -> EndpointEntry:
@@ -120,43 +125,7 @@ class Gateway:
             endpoint = resolve_endpoint(snap, key.tenant_id, body.get("model"), route)
             ev.endpoint_id = endpoint.id
             authorize(snap, key, endpoint)
-            adapter = ADAPTERS[endpoint.api_family]
-            estimate_in = estimate_input_tokens(body)
-            prepared = adapter.prepare(route, body, endpoint)
-            ev.is_stream = prepared.is_stream
-            upstream = await self.client.send(endpoint, prepared.url, prepared.body)
-            ev.upstream_status = upstream.status
-            if upstream.status >= 400:
-                raw = await self.client.read(endpoint, upstream)
-                raise upstream_failure(endpoint, upstream.status, adapter.error_message(raw),
-                                       upstream.headers.get("retry-after"))  # fmt: skip
-            if prepared.is_stream and upstream.content_type == "text/event-stream":
-                relay = adapter.stream_relay(endpoint, prepared.client_wants_usage)
-                headers = [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache"),
-                    (b"x-request-id", rid.encode()),
-                ]
-
-                def done(outcome: StreamOutcome) -> None:
-                    ev.error_type = outcome.error_type
-                    if outcome.first_byte_at is not None:
-                        ev.ttft_ms = (outcome.first_byte_at - started) * 1000.0
-                    self._settle(ev, endpoint, relay.usage, estimate_in, relay.output_chars)
-                    ev.latency_ms = (time.perf_counter() - started) * 1000.0
-                    self.recorder.record(ev)
-
-                return StreamResponse(upstream, relay, headers, done)
-            raw = await self.client.read(endpoint, upstream)
-            try:
-                content, usage, out_chars = adapter.rewrite_response(raw, endpoint)
-            except ValueError:
-                raise UpstreamError(f"The upstream of endpoint '{endpoint.name}' returned a malformed response.",
-                                    code="upstream_malformed_response") from None  # fmt: skip
-            self._settle(ev, endpoint, usage, estimate_in, out_chars)
-            ev.latency_ms = (time.perf_counter() - started) * 1000.0
-            self.recorder.record(ev)
-            return Response(content, 200, {"x-request-id": rid}, media_type=_JSON)
+            return await self._dispatch(ev, endpoint, route, body, started)
         except GatewayError as exc:
             ev.status_code, ev.error_type = exc.status, exc.error_type
             ev.latency_ms = (time.perf_counter() - started) * 1000.0
@@ -165,6 +134,70 @@ class Gateway:
                 ev.input_tokens, ev.is_estimated = estimate_input_tokens(body), True
             self.recorder.record(ev)
             return error_response(exc, rid)
+
+    async def _dispatch(
+        self, ev: UsageEvent, endpoint: EndpointEntry, route: str, body: dict[str, Any], started: float
+    ) -> Any:
+        """Forward to the upstream and settle; errors propagate as GatewayError to the caller."""
+        adapter = ADAPTERS[endpoint.api_family]
+        estimate_in = estimate_input_tokens(body)
+        prepared = adapter.prepare(route, body, endpoint)
+        ev.is_stream = prepared.is_stream
+        upstream = await self.client.send(endpoint, prepared.url, prepared.body)
+        ev.upstream_status = upstream.status
+        if upstream.status >= 400:
+            raw = await self.client.read(endpoint, upstream)
+            raise upstream_failure(endpoint, upstream.status, adapter.error_message(raw),
+                                   upstream.headers.get("retry-after"))  # fmt: skip
+        if prepared.is_stream and upstream.content_type == "text/event-stream":
+            relay = adapter.stream_relay(endpoint, prepared.client_wants_usage)
+            headers = [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+                (b"x-request-id", ev.request_id.encode()),
+            ]
+
+            def done(outcome: StreamOutcome) -> None:
+                ev.error_type = outcome.error_type
+                if outcome.first_byte_at is not None:
+                    ev.ttft_ms = (outcome.first_byte_at - started) * 1000.0
+                self._settle(ev, endpoint, relay.usage, estimate_in, relay.output_chars)
+                ev.latency_ms = (time.perf_counter() - started) * 1000.0
+                self.recorder.record(ev)
+
+            return StreamResponse(upstream, relay, headers, done)
+        raw = await self.client.read(endpoint, upstream)
+        try:
+            content, usage, out_chars = adapter.rewrite_response(raw, endpoint)
+        except ValueError:
+            raise UpstreamError(f"The upstream of endpoint '{endpoint.name}' returned a malformed response.",
+                                code="upstream_malformed_response") from None  # fmt: skip
+        self._settle(ev, endpoint, usage, estimate_in, out_chars)
+        ev.latency_ms = (time.perf_counter() - started) * 1000.0
+        self.recorder.record(ev)
+        return Response(content, 200, {"x-request-id": ev.request_id}, media_type=_JSON)
+
+    async def test_connection(self, tenant_id: int, user_id: int, name: str) -> dict[str, Any]:
+        """A real minimal call (one output token, a one-word embedding), recorded on channel ``test``."""
+        started = time.perf_counter()
+        ev = UsageEvent(ts=time.time(), request_id=self.request_id(), route="test", status_code=200, channel="test",
+                        tenant_id=tenant_id, user_id=user_id)  # fmt: skip
+        endpoint = self.runtime.snapshot.endpoints.get(tenant_id, {}).get(name)
+        if endpoint is None:
+            raise NotFound(f"Endpoint '{name}' is not active in this gateway.", code="endpoint_not_found")
+        ev.endpoint_id = endpoint.id
+        route, body = _PROBES[endpoint.category]
+        ev.route = route
+        try:
+            await self._dispatch(ev, endpoint, route, {"model": endpoint.name, **body}, started)
+        except GatewayError as exc:
+            ev.status_code, ev.error_type = exc.status, exc.error_type
+            ev.latency_ms = (time.perf_counter() - started) * 1000.0
+            self.recorder.record(ev)
+            return {"success": False, "latency_ms": round(ev.latency_ms, 1), "upstream_status": ev.upstream_status,
+                    "error": exc.message, "request_id": ev.request_id}  # fmt: skip
+        return {"success": True, "latency_ms": round(ev.latency_ms, 1), "upstream_status": ev.upstream_status,
+                "error": None, "request_id": ev.request_id}  # fmt: skip
 
     @staticmethod
     def _settle(ev: UsageEvent, ep: EndpointEntry, usage: Usage | None, estimate_in: int, out_chars: int) -> None:

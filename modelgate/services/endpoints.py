@@ -214,3 +214,35 @@ async def update_endpoint(
                       target_name=ep.name, before=changed_before, after=changed_after)  # fmt: skip
     await bump_config_version(session)
     return ep
+
+
+async def copy_endpoint(
+    session: AsyncSession, settings: Settings, actor: Actor, source: t.Endpoint, new_name: str
+) -> t.Endpoint:
+    """Same configuration under a new name (grants and history are not copied)."""
+    values = {k: getattr(source, k) for k in EDITABLE}
+    values.update(name=new_name, kind=source.kind)
+    if source.managed_model_id is not None:
+        values["managed_model_id"] = source.managed_model_id
+        values.pop("base_url", None)
+        values.pop("credential_id", None)
+    return await create_endpoint(session, settings, actor, source.tenant_id, values)
+
+
+async def delete_endpoint(
+    session: AsyncSession, actor: Actor, ep: t.Endpoint, *, confirm: bool, endpoint_role: str | None = None
+) -> None:
+    """Irreversible. A managed endpoint is only hidden from the tenant (the Instance Admin can restore it)."""
+    actor.require(Permission.ENDPOINT_DELETE, endpoint_role, what=f"You may not delete endpoint '{ep.name}'.")
+    if not confirm:
+        raise BadRequest(f"Deleting endpoint '{ep.name}' is irreversible: its grants go with it and clients "
+                         "calling it will fail. Repeat the request with confirm=true.",
+                         code="confirmation_required", param="confirm")  # fmt: skip
+    await write_audit(session, actor, "endpoint.delete", "endpoint", tenant_id=ep.tenant_id, target_id=ep.id,
+                      target_name=ep.name, before=endpoint_out(ep))  # fmt: skip
+    if ep.managed_model_id is not None:
+        ep.deleted_at = utcnow()
+        await session.execute(t.Grant.__table__.delete().where(t.Grant.endpoint_id == ep.id))
+    else:
+        await session.delete(ep)
+    await bump_config_version(session)

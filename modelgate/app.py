@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from modelgate.api.app import admin_routes, build_api
 from modelgate.errors import openai_error_body
+from modelgate.services.sessions import LoginThrottle
 from modelgate.gateway.forward import UpstreamClient
 from modelgate.gateway.pipeline import Gateway
 from modelgate.gateway.routes import v1_routes
@@ -53,6 +55,7 @@ class Services:
         self.flusher = UsageFlusher(self.recorder, self.sessions, settings.usage_flush_interval)
         self.client = UpstreamClient(settings.upstream_pool_size)
         self.gateway = Gateway(self.runtime, self.recorder, self.client, settings.max_body_bytes)
+        self.login_throttle = LoginThrottle()
 
     async def start(self) -> None:
         await self.runtime.reload()
@@ -124,7 +127,14 @@ def create_app(settings: Settings) -> Starlette:
         checks["usage_buffer"] = len(services.recorder.buffer)
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
 
-    routes = [*v1_routes(services.gateway), Route("/healthz", healthz), Route("/readyz", readyz)]
+    api = build_api()
+    api.state.services = services
+    routes = [
+        *v1_routes(services.gateway),
+        *admin_routes(api),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
     middleware = []
     if settings.cors_origins:
         middleware.append(

@@ -33,7 +33,7 @@ def problem(status: int, title: str, detail: str, code: str | None = None, **ext
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    resp = problem(exc.status, exc.title, exc.message, exc.code, param=exc.param)
+    resp = problem(exc.status, exc.title, exc.message, exc.code or exc.error_type, param=exc.param)
     resp.headers.update(exc.headers)
     return resp
 

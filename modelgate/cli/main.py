@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from modelgate.cli.commands import db, endpoints, keys, serve
+from modelgate.cli.commands import admin, db, endpoints, keys, serve
 from modelgate.cli.context import CliState
 
 __all__ = ["app", "main"]
@@ -36,6 +36,10 @@ app.command("init")(db.init)
 app.command("migrate")(db.migrate)
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(keys.app, name="keys")
+app.add_typer(admin.tenants, name="tenants")
+app.add_typer(admin.users, name="users")
+app.add_typer(admin.grants, name="grants")
+app.add_typer(admin.tokens, name="tokens")
 
 
 def main() -> None:

@@ -72,3 +72,72 @@ def list_(
         table.add_row(str(r["id"]), r["name"], r["prefix"], r["owner"], r["status"], r["expires_at"] or "-",
                       r["last_used_at"] or "-")  # fmt: skip
     console.print(table)
+
+
+async def _key_tenant(session: AsyncSession, key_id: int) -> int:
+    from modelgate.errors import NotFound
+    from modelgate.storage import tables as t
+
+    key = await session.get(t.ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} does not exist.")
+    return key.tenant_id
+
+
+def _set_status(key_id: int, status: str) -> None:
+    async def op(session: AsyncSession, box: SecretBox, settings: Settings) -> None:
+        tid = await _key_tenant(session, key_id)
+        await svc.set_key_status(session, Actor.system(tid), tid, key_id, status)
+
+    run_tx(op)
+    console.print(f"Key {key_id} is now {status}.")
+
+
+@app.command("disable")
+def disable(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> None:
+    """Disable a key: refused from the next request on, in every gateway process."""
+    _set_status(key_id, "disabled")
+
+
+@app.command("enable")
+def enable(key_id: Annotated[int, typer.Argument(help="Key id.")]) -> None:
+    """Enable a disabled key."""
+    _set_status(key_id, "active")
+
+
+@app.command("delete")
+def delete(
+    key_id: Annotated[int, typer.Argument(help="Key id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a key (irreversible)."""
+    if not yes and not typer.confirm(f"Delete API key {key_id}? This cannot be undone.", default=False):
+        console.print("Nothing deleted.")
+        raise typer.Exit(1)
+
+    async def op(session: AsyncSession, box: SecretBox, settings: Settings) -> None:
+        tid = await _key_tenant(session, key_id)
+        await svc.delete_key(session, Actor.system(tid), tid, key_id)
+
+    run_tx(op)
+    console.print(f"Deleted key {key_id}.")
+
+
+@app.command("rotate")
+def rotate(
+    key_id: Annotated[int, typer.Argument(help="Key id.")],
+    grace: Annotated[int, typer.Option("--grace", help="Seconds the old secret keeps working.", min=0)] = 0,
+    json: JsonOpt = False,
+) -> None:
+    """Issue a new secret for a key; the old one stops now or after --grace seconds."""
+
+    async def op(session: AsyncSession, box: SecretBox, settings: Settings) -> dict[str, Any]:
+        tid = await _key_tenant(session, key_id)
+        key, secret = await svc.rotate_key(session, Actor.system(tid), tid, key_id, grace)
+        return {**svc.key_out(key), "secret": secret, "grace_seconds": grace}
+
+    out = run_tx(op)
+    if json:
+        print_json(out)
+    else:
+        console.print(f"New secret: [bold]{out['secret']}[/] [yellow](shown only this once)[/]", highlight=False)

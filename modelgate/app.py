@@ -27,6 +27,9 @@ from modelgate.services.sessions import LoginThrottle
 from modelgate.gateway.forward import UpstreamClient
 from modelgate.gateway.pipeline import Gateway
 from modelgate.gateway.routes import v1_routes
+from modelgate.limits import CounterStore, Limiter, MemoryStore, QuotaScope
+from modelgate.limits.redis import RedisStore
+from modelgate.runtime.loader import quota_used_since
 from modelgate.runtime.refresher import RuntimeState
 from modelgate.secrets_box import SecretBox, load_master_key
 from modelgate.settings import Settings
@@ -54,8 +57,14 @@ class Services:
         )
         self.flusher = UsageFlusher(self.recorder, self.sessions, settings.usage_flush_interval)
         self.client = UpstreamClient(settings.upstream_pool_size)
-        self.gateway = Gateway(self.runtime, self.recorder, self.client, settings.max_body_bytes)
+        store: CounterStore = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
+        self.limiter = Limiter(store, self._quota_used, policy=settings.redis_failure_policy)
+        self.gateway = Gateway(self.runtime, self.recorder, self.client, self.limiter, settings.max_body_bytes)
         self.login_throttle = LoginThrottle()
+
+    async def _quota_used(self, scope: QuotaScope) -> int:
+        async with self.sessions() as session:
+            return await quota_used_since(session, scope.kind, scope.subject_id, scope.start)
 
     async def start(self) -> None:
         await self.runtime.reload()
@@ -67,6 +76,7 @@ class Services:
         await self.runtime.stop()
         await self.flusher.stop()
         await self.client.close()
+        await self.limiter.close()
         await self.engine.dispose()
 
 
@@ -123,6 +133,12 @@ def create_app(settings: Settings) -> Starlette:
         except Exception as exc:  # report, never raise: this is the probe
             checks["database"] = f"unreachable: {type(exc).__name__}"
             ok = False
+        checks["limiter"] = services.limiter.state
+        if settings.redis_url:
+            up = await services.limiter.primary.ping()  # type: ignore[attr-defined]
+            checks["redis"] = "ok" if up else f"unreachable (failing {settings.redis_failure_policy})"
+            # failing open keeps serving on local limits: degraded but ready; failing closed is not ready
+            ok = ok and (up or settings.redis_failure_policy == "open")
         checks["snapshot_version"] = services.runtime.snapshot.version
         checks["usage_buffer"] = len(services.recorder.buffer)
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)

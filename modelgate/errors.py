@@ -7,7 +7,7 @@ renders once (OpenAI JSON on ``/v1``, problem details on ``/api/v1``, a message 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -55,6 +55,7 @@ class GatewayError(Exception):
         if error_type is not None:
             self.error_type = error_type
         self.headers = headers or {}
+        self.plan: Any = None  # the limiter reservation to settle, when one was taken
 
     def openai_body(self) -> bytes:
         return openai_error_body(self.message, self.type, self.param, self.code)

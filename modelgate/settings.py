@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str | None = None
     redis_url: str | None = None
+    redis_failure_policy: Literal["open", "closed"] = "open"
     workers: int = Field(default=1, ge=1)
 
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -18,7 +18,7 @@ from modelgate.services.context import Actor
 from modelgate.services.sessions import actor_for, resolve_session, resolve_token
 from modelgate.storage import tables as t
 
-__all__ = ["SESSION_COOKIE", "Context", "Ctx", "Principal"]
+__all__ = ["SESSION_COOKIE", "Context", "Ctx", "Principal", "PublicContext"]
 
 T = TypeVar("T")
 SESSION_COOKIE = "mg_session"
@@ -70,7 +70,7 @@ class Ctx:
         """One transaction; then reload the snapshot so the next request sees the change."""
         async with self.services.sessions() as session, session.begin():
             result = await fn(session)
-        await self.services.runtime.reload()
+        await self.services.runtime.changed()
         return result
 
 
@@ -103,8 +103,16 @@ async def _principal(request: Request) -> Principal | None:
     return principal
 
 
-async def _context(request: Request) -> Ctx:
+async def _public_context(request: Request) -> Ctx:
     return Ctx(request, await _principal(request))
 
 
+async def _context(request: Request) -> Ctx:
+    """Signed-in callers only: resolved before the body is validated, so anonymous calls get 401, not 400."""
+    ctx = Ctx(request, await _principal(request))
+    _ = ctx.principal
+    return ctx
+
+
 Context = Annotated[Ctx, Depends(_context)]
+PublicContext = Annotated[Ctx, Depends(_public_context)]  # routes open to anonymous callers (login)

@@ -60,9 +60,12 @@ def run_tx(fn: Callable[[AsyncSession, SecretBox, Settings], Awaitable[T]], *, m
         engine = make_engine(settings.effective_database_url)
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
-                return await fn(session, box, settings)
+                result = await fn(session, box, settings)
         finally:
             await engine.dispose()
+        if settings.redis_url:
+            await _announce(settings.redis_url)
+        return result
 
     try:
         return asyncio.run(main())
@@ -71,3 +74,16 @@ def run_tx(fn: Callable[[AsyncSession, SecretBox, Settings], Awaitable[T]], *, m
     except OSError as exc:
         fail(f"{exc}")
     raise AssertionError("unreachable")
+
+
+async def _announce(url: str) -> None:
+    """Wake the running gateways (they would otherwise notice within one poll interval)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        await client.publish("mg:config", "cli")
+    except (OSError, aioredis.RedisError):
+        pass
+    finally:
+        await client.aclose()

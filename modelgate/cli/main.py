@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from modelgate.cli.commands import admin, db, endpoints, keys, serve
+from modelgate.cli.commands import admin, db, endpoints, keys, quota, serve
 from modelgate.cli.context import CliState
 
 __all__ = ["app", "main"]
@@ -40,6 +40,7 @@ app.add_typer(admin.tenants, name="tenants")
 app.add_typer(admin.users, name="users")
 app.add_typer(admin.grants, name="grants")
 app.add_typer(admin.tokens, name="tokens")
+app.add_typer(quota.app, name="quota")
 
 
 def main() -> None:

@@ -18,10 +18,12 @@ from starlette.responses import Response
 from modelgate.adapters import ADAPTERS
 from modelgate.adapters.base import Usage
 from modelgate.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, PermissionDenied, UpstreamError
+from modelgate.gateway.admission import admit, plan_for
 from modelgate.gateway.auth import authenticate
 from modelgate.gateway.forward import UpstreamClient, upstream_failure
 from modelgate.gateway.streaming import StreamOutcome, StreamResponse
 from modelgate.gateway.tokens import estimate_input_tokens
+from modelgate.limits import Limiter, Plan
 from modelgate.rbac import Permission, has_permission
 from modelgate.runtime.refresher import RuntimeState
 from modelgate.runtime.snapshot import EndpointEntry, KeyEntry, Snapshot
@@ -79,11 +81,12 @@ def authorize(snapshot: Snapshot, key: KeyEntry, endpoint: EndpointEntry) -> Non
 
 class Gateway:
     def __init__(
-        self, runtime: RuntimeState, recorder: UsageRecorder, client: UpstreamClient, max_body: int
+        self, runtime: RuntimeState, recorder: UsageRecorder, client: UpstreamClient, limiter: Limiter, max_body: int
     ) -> None:
         self.runtime = runtime
         self.recorder = recorder
         self.client = client
+        self.limiter = limiter
         self.max_body = max_body
         self._rid_prefix = "req_" + os.urandom(6).hex()
         self._rid_counter = itertools.count(1)
@@ -125,57 +128,70 @@ class Gateway:
             endpoint = resolve_endpoint(snap, key.tenant_id, body.get("model"), route)
             ev.endpoint_id = endpoint.id
             authorize(snap, key, endpoint)
-            return await self._dispatch(ev, endpoint, route, body, started)
+            return await self._dispatch(ev, endpoint, route, body, started, snap, key)
         except GatewayError as exc:
             ev.status_code, ev.error_type = exc.status, exc.error_type
             ev.latency_ms = (time.perf_counter() - started) * 1000.0
             if endpoint is not None and body is not None and ev.upstream_status is not None:
                 # the upstream was called and may bill the prompt: count what we know
                 ev.input_tokens, ev.is_estimated = estimate_input_tokens(body), True
-            self.recorder.record(ev)
+            self._finish(ev, exc.plan)
             return error_response(exc, rid)
 
     async def _dispatch(
-        self, ev: UsageEvent, endpoint: EndpointEntry, route: str, body: dict[str, Any], started: float
-    ) -> Any:
-        """Forward to the upstream and settle; errors propagate as GatewayError to the caller."""
+        self, ev: UsageEvent, endpoint: EndpointEntry, route: str, body: dict[str, Any], started: float,
+        snap: Snapshot, key: KeyEntry | None,
+    ) -> Any:  # fmt: skip
+        """Admit, forward and settle; errors propagate as GatewayError (carrying the plan to settle)."""
         adapter = ADAPTERS[endpoint.api_family]
         estimate_in = estimate_input_tokens(body)
-        prepared = adapter.prepare(route, body, endpoint)
-        ev.is_stream = prepared.is_stream
-        upstream = await self.client.send(endpoint, prepared.url, prepared.body)
-        ev.upstream_status = upstream.status
-        if upstream.status >= 400:
-            raw = await self.client.read(endpoint, upstream)
-            raise upstream_failure(endpoint, upstream.status, adapter.error_message(raw),
-                                   upstream.headers.get("retry-after"))  # fmt: skip
-        if prepared.is_stream and upstream.content_type == "text/event-stream":
-            relay = adapter.stream_relay(endpoint, prepared.client_wants_usage)
-            headers = [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache"),
-                (b"x-request-id", ev.request_id.encode()),
-            ]
-
-            def done(outcome: StreamOutcome) -> None:
-                ev.error_type = outcome.error_type
-                if outcome.first_byte_at is not None:
-                    ev.ttft_ms = (outcome.first_byte_at - started) * 1000.0
-                self._settle(ev, endpoint, relay.usage, estimate_in, relay.output_chars)
-                ev.latency_ms = (time.perf_counter() - started) * 1000.0
-                self.recorder.record(ev)
-
-            return StreamResponse(upstream, relay, headers, done)
-        raw = await self.client.read(endpoint, upstream)
+        plan = plan_for(snap, key, endpoint.tenant_id, endpoint, estimate_in, body, route, ev.ts)
+        headers: dict[str, str] = {"x-request-id": ev.request_id}
+        if plan is not None:
+            headers.update(await admit(self.limiter, plan, endpoint, snap))
         try:
-            content, usage, out_chars = adapter.rewrite_response(raw, endpoint)
-        except ValueError:
-            raise UpstreamError(f"The upstream of endpoint '{endpoint.name}' returned a malformed response.",
-                                code="upstream_malformed_response") from None  # fmt: skip
+            prepared = adapter.prepare(route, body, endpoint)
+            ev.is_stream = prepared.is_stream
+            upstream = await self.client.send(endpoint, prepared.url, prepared.body)
+            ev.upstream_status = upstream.status
+            if upstream.status >= 400:
+                raw = await self.client.read(endpoint, upstream)
+                raise upstream_failure(endpoint, upstream.status, adapter.error_message(raw),
+                                       upstream.headers.get("retry-after"))  # fmt: skip
+            if prepared.is_stream and upstream.content_type == "text/event-stream":
+                relay = adapter.stream_relay(endpoint, prepared.client_wants_usage)
+
+                def done(outcome: StreamOutcome) -> None:
+                    ev.error_type = outcome.error_type
+                    if outcome.first_byte_at is not None:
+                        ev.ttft_ms = (outcome.first_byte_at - started) * 1000.0
+                    self._settle(ev, endpoint, relay.usage, estimate_in, relay.output_chars)
+                    ev.latency_ms = (time.perf_counter() - started) * 1000.0
+                    self._finish(ev, plan)
+
+                stream_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+                stream_headers += [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+                return StreamResponse(upstream, relay, stream_headers, done)
+            raw = await self.client.read(endpoint, upstream)
+            try:
+                content, usage, out_chars = adapter.rewrite_response(raw, endpoint)
+            except ValueError:
+                raise UpstreamError(f"The upstream of endpoint '{endpoint.name}' returned a malformed response.",
+                                    code="upstream_malformed_response") from None  # fmt: skip
+        except GatewayError as exc:
+            exc.plan = plan
+            exc.headers = {**headers, **exc.headers}
+            raise
         self._settle(ev, endpoint, usage, estimate_in, out_chars)
         ev.latency_ms = (time.perf_counter() - started) * 1000.0
+        self._finish(ev, plan)
+        return Response(content, 200, headers, media_type=_JSON)
+
+    def _finish(self, ev: UsageEvent, plan: Plan | None) -> None:
+        """Settle the reservation with the tokens recorded for the call, then record the event."""
+        if plan is not None:
+            self.limiter.settle(plan, ev.input_tokens + ev.output_tokens)
         self.recorder.record(ev)
-        return Response(content, 200, {"x-request-id": ev.request_id}, media_type=_JSON)
 
     async def test_connection(self, tenant_id: int, user_id: int, name: str) -> dict[str, Any]:
         """A real minimal call (one output token, a one-word embedding), recorded on channel ``test``."""
@@ -188,12 +204,13 @@ class Gateway:
         ev.endpoint_id = endpoint.id
         route, body = _PROBES[endpoint.category]
         ev.route = route
+        snap = self.runtime.snapshot
         try:
-            await self._dispatch(ev, endpoint, route, {"model": endpoint.name, **body}, started)
+            await self._dispatch(ev, endpoint, route, {"model": endpoint.name, **body}, started, snap, None)
         except GatewayError as exc:
             ev.status_code, ev.error_type = exc.status, exc.error_type
             ev.latency_ms = (time.perf_counter() - started) * 1000.0
-            self.recorder.record(ev)
+            self._finish(ev, exc.plan)
             return {"success": False, "latency_ms": round(ev.latency_ms, 1), "upstream_status": ev.upstream_status,
                     "error": exc.message, "request_id": ev.request_id}  # fmt: skip
         return {"success": True, "latency_ms": round(ev.latency_ms, 1), "upstream_status": ev.upstream_status,

@@ -104,3 +104,18 @@ async def load_snapshot(session: AsyncSession, box: SecretBox, settings: Setting
         tenants=tenants,
         active_users=active_users,
     )
+
+
+async def quota_used_since(session: AsyncSession, kind: str, subject_id: int, start: float) -> int:
+    """Tokens recorded for a tenant or an endpoint since ``start``: what a rebuilt quota counter holds."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func
+
+    column = t.UsageEvent.tenant_id if kind == "tenant" else t.UsageEvent.endpoint_id
+    total = await session.execute(
+        select(func.coalesce(func.sum(t.UsageEvent.input_tokens + t.UsageEvent.output_tokens), 0)).where(
+            column == subject_id, t.UsageEvent.ts >= datetime.fromtimestamp(start, UTC)
+        )
+    )
+    return int(total.scalar_one())

@@ -15,6 +15,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modelgate.runtime.bus import ConfigBus
 from modelgate.runtime.loader import load_snapshot, read_version
 from modelgate.runtime.snapshot import Snapshot
 from modelgate.secrets_box import SecretBox
@@ -34,6 +35,16 @@ class RuntimeState:
         self._settings = settings
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.bus: ConfigBus | None = ConfigBus(settings.redis_url, self._reload_version) if settings.redis_url else None
+
+    async def _reload_version(self) -> int:
+        return (await self.reload()).version
+
+    async def changed(self) -> None:
+        """After a local configuration write: reload here, then make every other process reload."""
+        snap = await self.reload()
+        if self.bus is not None:
+            await self.bus.publish_and_wait(snap.version)
 
     async def reload(self) -> Snapshot:
         async with self._lock:
@@ -54,6 +65,8 @@ class RuntimeState:
                     await self.reload()
                 else:
                     self.loaded_at = time.time()
+                if self.bus is not None:
+                    await self.bus.report(self.snapshot.version)
             except asyncio.CancelledError:
                 raise
             except Exception:  # database briefly unreachable: keep serving the last snapshot
@@ -61,6 +74,8 @@ class RuntimeState:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._poll(), name="snapshot-refresher")
+        if self.bus is not None:
+            self.bus.start()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -70,3 +85,5 @@ class RuntimeState:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self.bus is not None:
+            await self.bus.stop()

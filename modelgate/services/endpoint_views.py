@@ -87,8 +87,13 @@ async def endpoint_details(session: AsyncSession, actor: Actor, ep: t.Endpoint, 
     users = await session.execute(
         select(t.Grant, t.User.username).join(t.User, t.User.id == t.Grant.user_id).where(t.Grant.endpoint_id == ep.id)
     )
+    from modelgate.services.quotas import quota_status
+
+    tenant = await session.get(t.Tenant, ep.tenant_id)
+    assert tenant is not None
     return {
         **endpoint_out(ep),
+        "quota": await quota_status(session, tenant, endpoint=ep),
         "invocations": invocations,
         "my_role": role,
         "authorized_users": [

@@ -22,10 +22,13 @@ __all__ = [
     "CATEGORIES",
     "EDITABLE",
     "NAME_RULE",
+    "copy_endpoint",
     "create_endpoint",
+    "delete_endpoint",
     "endpoint_out",
     "get_endpoint",
     "list_endpoints",
+    "quota_warning",
     "update_endpoint",
     "validate_name",
 ]
@@ -246,3 +249,13 @@ async def delete_endpoint(
     else:
         await session.delete(ep)
     await bump_config_version(session)
+
+
+async def quota_warning(session: AsyncSession, ep: t.Endpoint) -> str | None:
+    """An endpoint quota above the tenant's is allowed, but the tenant's is what binds."""
+    tenant = await session.get(t.Tenant, ep.tenant_id)
+    if ep.quota_tokens is not None and tenant is not None and tenant.quota_tokens is not None:
+        if ep.quota_tokens > tenant.quota_tokens:
+            return (f"The endpoint quota ({ep.quota_tokens}) is above the tenant quota ({tenant.quota_tokens}); "
+                    "the effective limit is the tenant's.")  # fmt: skip
+    return None

@@ -45,11 +45,15 @@ async def grant_roles(
     user = await user_by_name(session, tenant_id, username, param="username")
     out = []
     for name in dict.fromkeys(endpoints):
+        missing = BadRequest(f"Endpoint '{name}' does not exist.", param="endpoints")
         try:
             ep = await get_endpoint(session, tenant_id, name)
         except NotFound:
-            raise BadRequest(f"Endpoint '{name}' does not exist.", param="endpoints") from None
-        if not actor.can(Permission.ENDPOINT_GRANT, await endpoint_role(session, actor, ep.id)):
+            raise missing from None
+        own_role = await endpoint_role(session, actor, ep.id)
+        if not actor.can(Permission.ENDPOINT_VIEW, own_role):
+            raise missing  # an endpoint one may not see answers as if it did not exist
+        if not actor.can(Permission.ENDPOINT_GRANT, own_role):
             raise PermissionDenied(f"You may not grant roles on endpoint '{name}'.")
         grant = (
             await session.execute(select(t.Grant).where(t.Grant.user_id == user.id, t.Grant.endpoint_id == ep.id))
@@ -92,9 +96,11 @@ async def list_grants(
 
 async def revoke_grant(session: AsyncSession, actor: Actor, tenant_id: int, grant_id: int) -> None:
     grant = await session.get(t.Grant, grant_id)
-    if grant is None or grant.tenant_id != tenant_id:
+    own_role = None if grant is None else await endpoint_role(session, actor, grant.endpoint_id)
+    if grant is None or grant.tenant_id != tenant_id or not actor.can(Permission.ENDPOINT_VIEW, own_role):
+        # a grant on an endpoint one may not see answers as if it did not exist
         raise NotFound(f"Grant {grant_id} does not exist.", code="not_found")
-    if not actor.can(Permission.ENDPOINT_GRANT, await endpoint_role(session, actor, grant.endpoint_id)):
+    if not actor.can(Permission.ENDPOINT_GRANT, own_role):
         raise PermissionDenied("You may not revoke roles on this endpoint.")
     user = await session.get(t.User, grant.user_id)
     ep = await session.get(t.Endpoint, grant.endpoint_id)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from modelgate.api.deps import SESSION_COOKIE, Context
+from modelgate.api.deps import SESSION_COOKIE, Context, PublicContext
 from modelgate.api.schemas import LoginIn, TokenCreate
 from modelgate.services import sessions as svc
 from modelgate.services.sessions import SESSION_TTL
@@ -15,7 +15,7 @@ router = APIRouter(tags=["session"])
 
 
 @router.post("/auth/login")
-async def login(body: LoginIn, request: Request, response: Response, ctx: Context) -> dict[str, Any]:
+async def login(body: LoginIn, request: Request, response: Response, ctx: PublicContext) -> dict[str, Any]:
     throttle = ctx.services.login_throttle
     address = request.client.host if request.client else "?"
 

@@ -66,12 +66,20 @@ async def _create_values(session: Any, body: EndpointCreate) -> dict[str, Any]:
     return values
 
 
+async def _with_warnings(session: Any, ep: t.Endpoint) -> dict[str, Any]:
+    out = svc.endpoint_out(ep)
+    warning = await svc.quota_warning(session, ep)
+    if warning:
+        out["warnings"] = [warning]
+    return out
+
+
 @router.post("/endpoints", status_code=201)
 async def create_endpoint(body: EndpointCreate, ctx: Context) -> dict[str, Any]:
     async def op(session: Any) -> dict[str, Any]:
         values = await _create_values(session, body)
         ep = await svc.create_endpoint(session, ctx.services.settings, ctx.actor, ctx.tenant_id, values)
-        return svc.endpoint_out(ep)
+        return await _with_warnings(session, ep)
 
     return await ctx.write(op)
 
@@ -92,12 +100,7 @@ async def update_endpoint(name: str, body: EndpointUpdate, ctx: Context) -> dict
     async def op(session: Any) -> dict[str, Any]:
         ep, role = await views.visible_endpoint(session, ctx.actor, ctx.tenant_id, name)
         ep = await svc.update_endpoint(session, ctx.services.settings, ctx.actor, ep, values, role)
-        out = svc.endpoint_out(ep)
-        tenant = await session.get(t.Tenant, ctx.tenant_id)
-        if ep.quota_tokens is not None and tenant.quota_tokens is not None and ep.quota_tokens > tenant.quota_tokens:
-            out["warnings"] = [f"The endpoint quota ({ep.quota_tokens}) is above the tenant quota "
-                               f"({tenant.quota_tokens}); the effective limit is the tenant's."]  # fmt: skip
-        return out
+        return await _with_warnings(session, ep)
 
     return await ctx.write(op)
 

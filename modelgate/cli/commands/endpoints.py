@@ -92,3 +92,41 @@ def list_(tenant: TenantOpt = None, json: JsonOpt = False) -> None:
 
 def _n(v: int | None) -> str:
     return "-" if v is None else str(v)
+
+
+@app.command("update")
+def update(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    rpm: Annotated[int | None, typer.Option("--rpm", help="Requests per minute (0 blocks).", min=0)] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", help="Tokens per minute.", min=0)] = None,
+    quota: Annotated[int | None, typer.Option("--quota", help="Token quota per cycle.", min=0)] = None,
+    quota_cycle: Annotated[str | None, typer.Option("--quota-cycle", help="daily | weekly | monthly")] = None,
+    model_version: Annotated[str | None, typer.Option("--model-version", help="Upstream model id.")] = None,
+    tenant: TenantOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change an endpoint's limits, quota or model version."""
+    values: dict[str, Any] = {k: v for k, v in {"rpm": rpm, "tpm": tpm, "quota_tokens": quota,
+                              "quota_cycle": quota_cycle, "model_version": model_version}.items() if v is not None}  # fmt: skip
+    if not values:
+        from modelgate.cli.context import fail
+
+        fail("Nothing to change: give at least one of --rpm, --tpm, --quota, --quota-cycle, --model-version.")
+
+    async def op(session: AsyncSession, box: SecretBox, settings: Settings) -> dict[str, Any]:
+        tn = await get_tenant(session, tenant)
+        ep = await svc.get_endpoint(session, tn.id, name)
+        ep = await svc.update_endpoint(session, settings, Actor.system(tn.id), ep, values)
+        out = svc.endpoint_out(ep)
+        warning = await svc.quota_warning(session, ep)
+        if warning:
+            out["warnings"] = [warning]
+        return out
+
+    out = run_tx(op)
+    if json:
+        print_json(out)
+    else:
+        console.print(f"Updated endpoint [bold]{name}[/].", highlight=False)
+        for w in out.get("warnings", []):
+            console.print(f"[yellow]warning:[/] {w}", highlight=False)

@@ -1,0 +1,85 @@
+"""Admission: which limits apply to a request, one atomic reserve, the rate-limit headers.
+
+The estimate reserved up front is the prompt's estimated tokens plus ``max_tokens`` (or
+``max_completion_tokens``, or the endpoint's default output estimate); ``settle`` replaces it
+with the tokens actually recorded for the call, so TPM windows and quotas count real usage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from modelgate.errors import QuotaExceeded, RateLimited
+from modelgate.limits import Decision, Limiter, Plan, QuotaScope, RateScope
+from modelgate.limits.windows import cycle_id
+from modelgate.runtime.snapshot import EndpointEntry, KeyEntry, Snapshot
+
+__all__ = ["admit", "plan_for", "rate_headers"]
+
+_LLM_ROUTES = frozenset({"chat", "completions"})
+
+
+def _output_estimate(body: dict[str, Any], endpoint: EndpointEntry, route: str) -> int:
+    if route not in _LLM_ROUTES:
+        return 0
+    for field in ("max_completion_tokens", "max_tokens"):
+        v = body.get(field)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return endpoint.default_output_tokens
+
+
+def plan_for(
+    snap: Snapshot, key: KeyEntry | None, tenant_id: int, endpoint: EndpointEntry, input_estimate: int,
+    body: dict[str, Any], route: str, now: float,
+) -> Plan | None:  # fmt: skip
+    """The limits that apply, or None when none does (then the store is not consulted at all)."""
+    rates: list[RateScope] = []
+    if endpoint.rpm is not None or endpoint.tpm is not None:
+        rates.append(RateScope(f"ep:{endpoint.id}", endpoint.rpm, endpoint.tpm))
+    if key is not None and (key.rpm is not None or key.tpm is not None):
+        rates.append(RateScope(f"key:{key.id}", key.rpm, key.tpm))
+    quotas: list[QuotaScope] = []
+    tenant = snap.tenants.get(tenant_id)
+    tz = tenant.timezone if tenant else "UTC"
+    if tenant is not None and tenant.quota_tokens is not None:
+        cid, start, end = cycle_id(tenant.quota_cycle, tz, now)
+        quotas.append(QuotaScope(f"t:{tenant.id}:{cid}", tenant.quota_tokens, start, end, "tenant", tenant.id))
+    if endpoint.quota_tokens is not None:
+        cid, start, end = cycle_id(endpoint.quota_cycle, tz, now)
+        quotas.append(QuotaScope(f"e:{endpoint.id}:{cid}", endpoint.quota_tokens, start, end, "endpoint", endpoint.id))
+    if not rates and not quotas:
+        return None
+    return Plan(rates, quotas, input_estimate + _output_estimate(body, endpoint, route), now)
+
+
+def rate_headers(d: Decision) -> dict[str, str]:
+    h: dict[str, str] = {}
+    if d.limit_requests is not None:
+        h["x-ratelimit-limit-requests"] = str(d.limit_requests)
+        h["x-ratelimit-remaining-requests"] = str(max(0, d.remaining_requests or 0))
+    if d.limit_tokens is not None:
+        h["x-ratelimit-limit-tokens"] = str(d.limit_tokens)
+        h["x-ratelimit-remaining-tokens"] = str(max(0, d.remaining_tokens or 0))
+    return h
+
+
+async def admit(limiter: Limiter, plan: Plan, endpoint: EndpointEntry, snap: Snapshot) -> dict[str, str]:
+    """Reserve or raise the 429 the client should see; returns the headers for an admitted request."""
+    d = await limiter.reserve(plan)
+    headers = rate_headers(d)
+    if d.allowed:
+        return headers
+    headers["retry-after"] = str(d.retry_after)
+    if d.reason == "quota":
+        q = next(q for q in plan.quotas if q.key == d.scope)
+        owner = f"tenant '{snap.tenants[q.subject_id].name}'" if q.kind == "tenant" else f"endpoint '{endpoint.name}'"
+        renews = datetime.fromtimestamp(q.expires_at, UTC).isoformat(timespec="seconds")
+        raise QuotaExceeded(f"The token quota of {owner} ({q.limit} tokens this cycle) is exhausted; it renews at "
+                            f"{renews}.", headers=headers)  # fmt: skip
+    what = "requests" if d.reason == "rpm" else "tokens"
+    limit = d.limit_requests if d.reason == "rpm" else d.limit_tokens
+    scope = f"endpoint '{endpoint.name}'" if (d.scope or "").startswith("ep:") else "this API key"
+    raise RateLimited(f"Rate limit reached for {scope}: {limit} {what} per minute. Retry after {d.retry_after} s.",
+                      headers=headers)  # fmt: skip

@@ -1,0 +1,130 @@
+"""The limiter the data plane talks to: primary store, fallback policy, quota rebuilds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from modelgate.errors import ServiceUnavailable
+from modelgate.limits.base import CounterStore, Decision, Plan, QuotaScope, QuotaUnknown, StoreUnavailable
+from modelgate.limits.memory import MemoryStore
+
+__all__ = ["Limiter"]
+
+log = logging.getLogger("modelgate.limits")
+QuotaSource = Callable[[QuotaScope], Awaitable[int]]
+
+
+class Limiter:
+    def __init__(self, primary: CounterStore, quota_source: QuotaSource, *, policy: str = "open") -> None:
+        self.primary = primary
+        self.local = primary if isinstance(primary, MemoryStore) else MemoryStore()
+        self.policy = policy
+        self.quota_source = quota_source
+        self.healthy = True
+        self._loading: dict[str, asyncio.Future[None]] = {}
+        self._probe: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def state(self) -> str:
+        if self.primary is self.local:
+            return "memory"
+        return f"{self.primary.name}:{'up' if self.healthy else 'down'}"
+
+    async def reserve(self, plan: Plan) -> Decision:
+        store = self.primary if self.healthy else self._fallback()
+        try:
+            decision = await self._reserve_on(store, plan)
+        except StoreUnavailable as exc:
+            self._mark_down(exc)
+            store = self._fallback()
+            decision = await self._reserve_on(store, plan)
+        plan.store = store
+        return decision
+
+    def _fallback(self) -> CounterStore:
+        if self.policy == "closed":
+            raise ServiceUnavailable("The rate-limit store (Redis) is unreachable and this gateway fails closed; "
+                                     "try again shortly.", code="limiter_unavailable")  # fmt: skip
+        return self.local
+
+    async def _reserve_on(self, store: CounterStore, plan: Plan) -> Decision:
+        if store is self.local and isinstance(store, MemoryStore):
+            try:
+                return store.reserve_now(plan)
+            except QuotaUnknown as missing:
+                await self._load(store, missing.scopes)
+                return store.reserve_now(plan)
+        try:
+            return await store.reserve(plan)
+        except QuotaUnknown as missing:
+            await self._load(store, missing.scopes)
+            return await store.reserve(plan)
+
+    async def _load(self, store: CounterStore, scopes: list[QuotaScope]) -> None:
+        """Rebuild quota counters from the database, once per counter however many requests wait."""
+        for scope in scopes:
+            token = f"{id(store)}:{scope.key}"
+            fut = self._loading.get(token)
+            if fut is None:
+                fut = self._loading[token] = asyncio.get_running_loop().create_future()
+                try:
+                    used = await self.quota_source(scope)
+                    await store.load_quota(scope, used)
+                    fut.set_result(None)
+                except BaseException as exc:
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved here: waiters re-raise it
+                    raise
+                finally:
+                    del self._loading[token]
+            else:
+                await asyncio.shield(fut)
+
+    def settle(self, plan: Plan, actual_tokens: int) -> None:
+        store = plan.store
+        if store is None:
+            return
+        if isinstance(store, MemoryStore):
+            store.settle_now(plan, actual_tokens)
+            return
+        task = asyncio.get_running_loop().create_task(self._settle_remote(store, plan, actual_tokens))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _settle_remote(self, store: CounterStore, plan: Plan, actual_tokens: int) -> None:
+        try:
+            await store.settle(plan, actual_tokens)
+        except StoreUnavailable as exc:
+            self._mark_down(exc)
+
+    def _mark_down(self, exc: Exception) -> None:
+        if self.healthy:
+            self.healthy = False
+            log.error("rate-limit store %s unreachable (%s); failing %s", self.primary.name, exc, self.policy)
+            self._probe = asyncio.get_running_loop().create_task(self._wait_until_up())
+
+    async def _wait_until_up(self) -> None:
+        ping = getattr(self.primary, "ping", None)
+        while ping is not None:
+            await asyncio.sleep(0.5)
+            if await ping():
+                self.healthy = True
+                log.warning("rate-limit store %s is reachable again", self.primary.name)
+                return
+
+    async def quota_status(self, scope: QuotaScope) -> tuple[int, int] | None:
+        store = self.primary if self.healthy else self.local
+        try:
+            return await store.quota_used(scope.key)
+        except StoreUnavailable:
+            return await self.local.quota_used(scope.key)
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.primary.close()

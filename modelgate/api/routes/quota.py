@@ -46,7 +46,8 @@ async def put_quota(body: QuotaSet, ctx: Context) -> dict[str, Any]:
 @router.get("/endpoints/{name}/quota")
 async def endpoint_quota(name: str, ctx: Context) -> dict[str, Any]:
     async def op(session: Any) -> dict[str, Any]:
-        ep, _ = await views.visible_endpoint(session, ctx.actor, ctx.tenant_id, name)
+        ep, role = await views.visible_endpoint(session, ctx.actor, ctx.tenant_id, name)
+        ctx.actor.require(Permission.ENDPOINT_MONITOR, role, what=f"You may not see the usage of endpoint '{name}'.")
         tenant = await session.get(t.Tenant, ctx.tenant_id)
         status = await quota_status(session, tenant, endpoint=ep)
         tenant_status = await quota_status(session, tenant)

@@ -115,12 +115,12 @@ class Person:
     keys: dict[str, str] = field(default_factory=dict)  # key name -> secret
 
 
-def add_person(admin: Api, username: str | None = None, tenant: str | None = None) -> Person:
-    """A new plain member of ``admin``'s tenant, signed in."""
+def add_person(admin: Api, username: str | None = None, tenant: str | None = None, sign_in: bool = True) -> Person:
+    """A new plain member of ``admin``'s tenant, signed in (with a token) unless ``sign_in`` is false."""
     username = username or unique("user")
     password = "pw-" + secrets.token_urlsafe(12)
     user = admin.ok("POST", "/users", 201, json={"username": username, "password": password})
-    token = login(admin.http, username, password, tenant)
+    token = login(admin.http, username, password, tenant) if sign_in else None
     return Person(username, int(user["id"]), password, Api(admin.http, token, username), tenant)
 
 

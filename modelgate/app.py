@@ -7,11 +7,16 @@ server has stopped taking requests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,7 +34,9 @@ from modelgate.gateway.pipeline import Gateway
 from modelgate.gateway.routes import v1_routes
 from modelgate.limits import CounterStore, Limiter, MemoryStore, QuotaScope
 from modelgate.limits.redis import RedisStore
+from modelgate.observability.metrics import Metrics
 from modelgate.runtime.loader import quota_used_since
+from modelgate.usage.retention import prune
 from modelgate.runtime.refresher import RuntimeState
 from modelgate.secrets_box import SecretBox, load_master_key
 from modelgate.settings import Settings
@@ -55,12 +62,33 @@ class Services:
         self.recorder = UsageRecorder(
             settings.spool_dir, batch_size=settings.usage_batch_size, max_buffer=settings.usage_buffer_max
         )
-        self.flusher = UsageFlusher(self.recorder, self.sessions, settings.usage_flush_interval)
+        self.metrics = Metrics()
+        self.flusher = UsageFlusher(self.recorder, self.sessions, settings.usage_flush_interval,
+                                    tz_of=self._tz_of, metrics=self.metrics)  # fmt: skip
+        self._retention: asyncio.Task[None] | None = None
         self.client = UpstreamClient(settings.upstream_pool_size)
         store: CounterStore = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()
         self.limiter = Limiter(store, self._quota_used, policy=settings.redis_failure_policy)
         self.gateway = Gateway(self.runtime, self.recorder, self.client, self.limiter, settings.max_body_bytes)
         self.login_throttle = LoginThrottle()
+
+    def _tz_of(self, tenant_id: int) -> str:
+        tenant = self.runtime.snapshot.tenants.get(tenant_id)
+        return tenant.timezone if tenant is not None else "UTC"
+
+    async def _retention_loop(self) -> None:
+        """Prune usage data past its horizon (and keep partitions ahead) once per interval."""
+        while True:
+            try:
+                async with self.sessions() as session, session.begin():
+                    result = await prune(session, detail_days=self.settings.usage_detail_retention_days,
+                                         rollup_days=self.settings.usage_rollup_retention_days)  # fmt: skip
+                log.info("usage retention: %s", result)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("usage retention run failed; will retry", exc_info=True)
+            await asyncio.sleep(self.settings.retention_interval)
 
     async def _quota_used(self, scope: QuotaScope) -> int:
         async with self.sessions() as session:
@@ -71,8 +99,13 @@ class Services:
         await self.client.start()
         self.runtime.start()
         self.flusher.start()
+        self._retention = asyncio.get_running_loop().create_task(self._retention_loop(), name="usage-retention")
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
         await self.runtime.stop()
         await self.flusher.stop()
         await self.client.close()
@@ -143,6 +176,17 @@ def create_app(settings: Settings) -> Starlette:
         checks["usage_buffer"] = len(services.recorder.buffer)
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
 
+    async def metrics(request: Request) -> Response:
+        token = settings.metrics_token
+        if token:
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return Response("metrics need 'Authorization: Bearer <MODELGATE_METRICS_TOKEN>'\n", 401,
+                                media_type="text/plain")  # fmt: skip
+        services.metrics.refresh(len(services.recorder.buffer), time.time() - services.runtime.loaded_at,
+                                 services.limiter.healthy)  # fmt: skip
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     api = build_api()
     api.state.services = services
     routes = [
@@ -150,6 +194,7 @@ def create_app(settings: Settings) -> Starlette:
         *admin_routes(api),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
     ]
     middleware = []
     if settings.cors_origins:

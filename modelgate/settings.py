@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     usage_batch_size: int = Field(default=500, ge=1)
     usage_buffer_max: int = Field(default=100_000, ge=1)
 
+    usage_detail_retention_days: int = Field(default=365, ge=1)
+    usage_rollup_retention_days: int = Field(default=60, ge=1)
+    retention_interval: float = Field(default=3600.0, gt=0)
+    metrics_token: str | None = Field(default=None, repr=False)
+
     cors_origins: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False

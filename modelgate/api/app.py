@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from modelgate.api.routes import auth, endpoints, grants, instance, keys, quota, users
+from modelgate.api.routes import auth, endpoints, grants, instance, keys, quota, usage, users
 from modelgate.errors import GatewayError
 
 __all__ = ["admin_routes", "build_api", "problem"]
@@ -75,7 +75,7 @@ def build_api() -> FastAPI:
             Exception: _unexpected,
         },
     )
-    for module in (auth, instance, users, endpoints, keys, grants, quota):
+    for module in (auth, instance, users, endpoints, keys, grants, quota, usage):
         api.include_router(module.router)
     return api
 

@@ -281,3 +281,60 @@ class ConfigState(Base):
     __tablename__ = "config_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)  # + overflow
+ERROR_TYPES = (
+    "rate_limited", "quota_exceeded", "permission_denied", "auth_failed", "bad_request", "upstream_4xx",
+    "upstream_5xx", "upstream_timeout", "client_disconnected", "other",
+)  # fmt: skip
+
+
+class UsageMinute(Base):
+    """Per-endpoint, per-minute rollup (``minute`` is epoch seconds at the minute's start, UTC).
+
+    Additive columns only, so batches upsert by addition. Requests that never resolved an
+    endpoint (bad key, unknown model) roll up under endpoint 0 of their tenant (or tenant 0).
+    """
+
+    __tablename__ = "usage_minute"
+    __table_args__ = (Index("ix_usage_minute_tenant", "tenant_id", "minute"),)
+    endpoint_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
+    ttft_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+for _e in ERROR_TYPES:
+    setattr(UsageMinute, f"err_{_e}", mapped_column(f"err_{_e}", Integer, default=0))
+for _i in range(len(LATENCY_BUCKETS_MS) + 1):
+    setattr(UsageMinute, f"lat_b{_i}", mapped_column(f"lat_b{_i}", Integer, default=0))
+    setattr(UsageMinute, f"ttft_b{_i}", mapped_column(f"ttft_b{_i}", Integer, default=0))
+
+
+class UsageDaily(Base):
+    """Per-day rollup by tenant, endpoint, user and API key; ``day`` is the tenant's local date."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (
+        Index("ix_usage_daily_tenant_day", "tenant_id", "day"),
+        Index("ix_usage_daily_endpoint_day", "endpoint_id", "day"),
+        Index("ix_usage_daily_user_day", "user_id", "day"),
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)

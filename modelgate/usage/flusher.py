@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import Table, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modelgate.observability.metrics import Metrics
 from modelgate.storage import tables as t
 from modelgate.usage.events import UsageEvent
 from modelgate.usage.recorder import UsageRecorder
+from modelgate.usage.rollup import DAILY_COUNTERS, MINUTE_COUNTERS, fold
 
 __all__ = ["UsageFlusher"]
 
@@ -26,18 +32,37 @@ log = logging.getLogger("modelgate.usage")
 
 class UsageFlusher:
     def __init__(
-        self, recorder: UsageRecorder, sessions: async_sessionmaker[AsyncSession], interval: float
+        self,
+        recorder: UsageRecorder,
+        sessions: async_sessionmaker[AsyncSession],
+        interval: float,
+        *,
+        tz_of: Callable[[int], str] = lambda _tenant: "UTC",
+        metrics: Metrics | None = None,
     ) -> None:
         self.recorder = recorder
         self._sessions = sessions
         self._interval = interval
+        self._tz_of = tz_of
+        self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
         self.flushed = 0
         self.flushed_event = asyncio.Event()
 
     async def _write(self, events: list[UsageEvent]) -> None:
+        """Details and rollups of a batch in one transaction: both or neither."""
+        minutes, days = fold(events, self._tz_of)
         async with self._sessions() as session, session.begin():
             await session.execute(insert(t.UsageEvent), [e.as_row() for e in events])
+            dialect = session.bind.dialect.name
+            await session.execute(_upsert(dialect, t.UsageMinute.__table__, ("endpoint_id", "minute"),
+                                          MINUTE_COUNTERS), minutes)  # fmt: skip
+            await session.execute(_upsert(dialect, t.UsageDaily.__table__,
+                                          ("day", "tenant_id", "endpoint_id", "user_id", "api_key_id"),
+                                          DAILY_COUNTERS), days)  # fmt: skip
+            await _touch_keys(session, events)
+        if self._metrics is not None:
+            self._metrics.observe(events)
 
     async def flush_once(self) -> int:
         """Write everything buffered now; returns how many events were written."""
@@ -105,3 +130,26 @@ class UsageFlusher:
             await self.flush_once()
         except Exception:
             self.recorder.spill(self.recorder.take(len(self.recorder.buffer)))
+
+
+def _upsert(dialect: str, table: Table, keys: Sequence[str], counters: Sequence[str]) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE adding the counters (SQLite and PostgreSQL alike)."""
+    stmt = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in counters}
+    )
+
+
+async def _touch_keys(session: AsyncSession, events: list[UsageEvent]) -> None:
+    """Keep ``api_keys.last_used_at``: one UPDATE per key seen in the batch, not per request."""
+    last: dict[int, float] = {}
+    for e in events:
+        if e.api_key_id is not None and e.ts > last.get(e.api_key_id, 0.0):
+            last[e.api_key_id] = e.ts
+    for key_id, ts in last.items():
+        when = datetime.fromtimestamp(ts, UTC)
+        await session.execute(
+            update(t.ApiKey)
+            .where(t.ApiKey.id == key_id, (t.ApiKey.last_used_at.is_(None)) | (t.ApiKey.last_used_at < when))
+            .values(last_used_at=when)
+        )

@@ -40,6 +40,9 @@ _ROUTE_PATH = {
     "images": "/v1/images/generations",
 }
 _JSON = "application/json"
+# Channels a client may declare with ``x-modelgate-channel`` (the SQL functions send ``sql``);
+# anything else is ignored so a client cannot forge internal channels such as ``test``.
+CLIENT_CHANNELS = frozenset({"api", "sql"})
 _PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "llm": ("chat", {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
     "embedding": ("embeddings", {"input": "ping"}),
@@ -117,6 +120,8 @@ class Gateway:
     async def invoke(self, request: Request, route: str, channel: str = "api") -> Any:
         started = time.perf_counter()
         rid = self.request_id()
+        declared = request.headers.get("x-modelgate-channel")
+        channel = declared if declared in CLIENT_CHANNELS else channel
         ev = UsageEvent(ts=time.time(), request_id=rid, route=route, status_code=200, channel=channel)
         snap = self.runtime.snapshot
         endpoint: EndpointEntry | None = None

@@ -27,14 +27,19 @@ async def query_audit(
     target_type: str | None = None, target: str | None = None, since: datetime | None = None,
     until: datetime | None = None, page: int = 1, page_size: int = 50,
 ) -> dict[str, Any]:  # fmt: skip
-    """Gateway Admins see the tenant's whole trail; Endpoint Admins the records of their endpoints."""
-    stmt = select(t.AuditRecord).where(t.AuditRecord.tenant_id == tenant_id)
+    """Gateway Admins see the tenant's whole trail; Endpoint Admins the records of their endpoints;
+    the Instance Admin also the instance-level records (managed-model catalog), which belong to no tenant."""
+    scope = t.AuditRecord.tenant_id == tenant_id
+    instance = actor.can(Permission.TENANTS_MANAGE) or actor.can(Permission.MANAGED_MODELS_MANAGE)
     if not actor.can(Permission.AUDIT_ALL):
         rows = await session.execute(select(t.Grant.endpoint_id, t.Grant.role).where(t.Grant.user_id == actor.user_id))
         own = [str(eid) for eid, role in rows.all() if actor.can(Permission.ENDPOINT_AUDIT, role)]
-        if not own:
+        if not own and not instance:
             raise PermissionDenied("Only Gateway Admins and Endpoint Admins may read the audit log.")
-        stmt = stmt.where(t.AuditRecord.target_type == "endpoint", t.AuditRecord.target_id.in_(own))
+        scope = scope & (t.AuditRecord.target_type == "endpoint") & t.AuditRecord.target_id.in_(own)
+    if instance:
+        scope = scope | t.AuditRecord.tenant_id.is_(None)
+    stmt = select(t.AuditRecord).where(scope)
     if actor_name:
         stmt = stmt.where(t.AuditRecord.actor_name == actor_name)
     if action:

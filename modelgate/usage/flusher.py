@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,15 +84,41 @@ class UsageFlusher:
         return written
 
     async def _replay_spool(self) -> None:
-        path: Path = self.recorder.spool_dir / "usage.jsonl"
-        if not path.exists():
-            return
-        replaying = path.with_suffix(".replaying")
-        path.rename(replaying)
-        events = [UsageEvent(**orjson.loads(line)) for line in replaying.read_bytes().splitlines() if line]
+        """Write back what the spool holds. At least once: a process that died in the middle of a
+        replay left ``usage.replaying`` behind, which is replayed first (its batches committed
+        before the crash are then written twice, which beats losing the rest)."""
+        spool: Path = self.recorder.spool_dir
+        path, replaying = spool / "usage.jsonl", spool / "usage.replaying"
+        while True:
+            if not replaying.exists():
+                if not path.exists():
+                    return
+                path.rename(replaying)
+            await self._replay_file(replaying)
+
+    async def _replay_file(self, replaying: Path) -> None:
+        events: list[UsageEvent] = []
+        damaged: list[bytes] = []
+        for line in replaying.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(UsageEvent(**orjson.loads(line)))
+            except (ValueError, TypeError):  # a torn append (power loss) or a foreign line
+                damaged.append(line)
+        if damaged:
+            # set aside for the operator instead of failing every replay from now on
+            rejected = replaying.with_name("usage.rejected.jsonl")
+            with rejected.open("ab") as fh:
+                fh.write(b"".join(line + b"\n" for line in damaged))
+                fh.flush()
+                os.fsync(fh.fileno())
+            log.error("%d unreadable usage spool line(s) set aside in %s", len(damaged), rejected)
+        batch = self.recorder.batch_size
+        i = 0
         try:
-            for i in range(0, len(events), self.recorder.batch_size):
-                await self._write(events[i : i + self.recorder.batch_size])
+            for i in range(0, len(events), batch):
+                await self._write(events[i : i + batch])
         except Exception:
             # keep the not-yet-written tail on disk; written batches are committed already
             self.recorder.spill(events[i:])

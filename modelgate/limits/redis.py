@@ -73,7 +73,7 @@ for i = 1, nq do
 end
 for i = 1, nr do
   redis.call('HINCRBY', KEYS[i], 'r' .. now, 1)
-  if tokens ~= 0 then redis.call('HINCRBY', KEYS[i], 't' .. now, tokens) end
+  redis.call('HINCRBY', KEYS[i], 't' .. now, tokens)  -- even 0: settle adds the real count to this bucket
   redis.call('EXPIRE', KEYS[i], 130)
 end
 for i = 1, nq do redis.call('HINCRBY', KEYS[nr + i], 'reserved', tokens) end
@@ -112,11 +112,14 @@ _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 class RedisStore(CounterStore):
     name = "redis"
 
-    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
-        self.client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=False,
-            health_check_interval=0, max_connections=256,
+    def __init__(self, url: str, *, timeout: float = 0.5, max_connections: int = 256) -> None:
+        # A blocking pool: more concurrent calls than connections wait for one (bounded) instead of
+        # failing with "Too many connections", which would look like an outage under load.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=2.0, socket_timeout=timeout,
+            socket_connect_timeout=timeout, decode_responses=False, health_check_interval=0,
         )  # fmt: skip
+        self.client = aioredis.Redis.from_pool(pool)
         self._reserve = self.client.register_script(_RESERVE)
         self._settle = self.client.register_script(_SETTLE)
         self._load = self.client.register_script(_LOAD)

@@ -54,7 +54,9 @@ class UsageFlusher:
         """Details and rollups of a batch in one transaction: both or neither."""
         minutes, days = fold(events, self._tz_of)
         async with self._sessions() as session, session.begin():
-            await session.execute(insert(t.UsageEvent), [e.as_row() for e in events])
+            # the Core table, not the ORM entity: an ORM bulk insert runs one INSERT per row on
+            # SQLite, a Core insert with a list of rows is one executemany
+            await session.execute(insert(t.UsageEvent.__table__), [e.as_row() for e in events])
             dialect = session.bind.dialect.name
             await session.execute(_upsert(dialect, t.UsageMinute.__table__, ("endpoint_id", "minute"),
                                           MINUTE_COUNTERS), minutes)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from modelgate.cli.commands import admin, db, endpoints, keys, quota, serve, usage
+from modelgate.cli.commands import admin, db, endpoints, keys, quota, serve, sql, usage
 from modelgate.cli.context import CliState
 
 __all__ = ["app", "main"]
@@ -42,6 +42,7 @@ app.add_typer(admin.grants, name="grants")
 app.add_typer(admin.tokens, name="tokens")
 app.add_typer(quota.app, name="quota")
 app.add_typer(usage.app, name="usage")
+app.command("sql")(sql.sql)
 
 
 def main() -> None:

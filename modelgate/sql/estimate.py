@@ -51,7 +51,8 @@ class EndpointEstimate:
         return len(self.keys)
 
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.open_outputs * (self.default_output or GATEWAY_DEFAULT_OUTPUT)
+        default = self.default_output or GATEWAY_DEFAULT_OUTPUT
+        return self.input_tokens + self.output_tokens + self.open_outputs * default
 
     def covered(self) -> bool | None:
         if not self.quota_checked:

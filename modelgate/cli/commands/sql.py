@@ -29,25 +29,42 @@ _UDF_PREFIX = "Python exception occurred while executing the UDF: "
 
 
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL to run ('-' reads stdin). With several statements, the last "
-                                              "one's result is shown.")],  # fmt: skip
-    base_url: Annotated[str | None, typer.Option("--base-url", envvar="MODELGATE_BASE_URL",
-                                                 help="The gateway, e.g. http://127.0.0.1:8080.")] = None,  # fmt: skip
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="MODELGATE_API_KEY",
-                                                help="A gateway API key (mg-...).")] = None,  # fmt: skip
-    token: Annotated[str | None, typer.Option("--token", envvar="MODELGATE_TOKEN",
-                                              help="A personal access token: lets --estimate read quotas.")] = None,
+    query: Annotated[
+        str,
+        typer.Argument(help="SQL to run ('-' reads stdin). With several statements, the last one's result is shown."),
+    ],  # fmt: skip
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", envvar="MODELGATE_BASE_URL", help="The gateway, e.g. http://127.0.0.1:8080."),
+    ] = None,  # fmt: skip
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="MODELGATE_API_KEY", help="A gateway API key (mg-...).")
+    ] = None,  # fmt: skip
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="MODELGATE_TOKEN", help="A personal access token: lets --estimate read quotas."),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="table | csv | json | jsonl | parquet "
-                                            "(default: from --output's extension, else table).")] = None,  # fmt: skip
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table | csv | json | jsonl | parquet (default: from --output's extension, else table).",
+        ),
+    ] = None,  # fmt: skip
     strict: Annotated[bool, typer.Option("--strict", help="Fail the query at the first failed row.")] = False,
-    estimate: Annotated[bool, typer.Option("--estimate", help="Dry run: count calls and tokens, call nothing.")] = False,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                                  help="Progress bar on stderr (default: when a terminal).")] = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Dry run: count calls and tokens; call no model.")
+    ] = False,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when a terminal).")
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Calls in flight at once.")] = 32,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per call.")] = 120.0,
-    database: Annotated[str, typer.Option("--database", help="DuckDB database file (default: in memory).")]
-    = ":memory:",
+    database: Annotated[
+        str, typer.Option("--database", help="DuckDB database file (default: in memory).")
+    ] = ":memory:",
     max_rows: Annotated[int, typer.Option("--max-rows", min=0, help="Rows shown in a table.")] = 1000,
 ) -> None:
     """Run SQL with ai_complete(endpoint, prompt[, options]), ai_embed(endpoint, text), their _detailed
@@ -203,7 +220,8 @@ def _estimate_report(session: Any, base_url: str, api_key: str, token: str | Non
     )
     token_note = ("Input tokens are the gateway's admission estimate (UTF-8 bytes / 4 plus message overhead); "
                   "the upstream's tokenizer decides the bill. Output is the most the calls may spend "
-                  f"(max_tokens, else the endpoint's default reservation, {GATEWAY_DEFAULT_OUTPUT} unless set).")  # fmt: skip
+                  "(max_tokens, else the endpoint's default reservation, "
+                  f"{GATEWAY_DEFAULT_OUTPUT} unless set).")  # fmt: skip
     if kind == "json":
         print_json({"dry_run": True, "calls": sum(r["calls"] for r in rows),
                     "input_tokens": sum(r["input_tokens"] for r in rows), "endpoints": rows,

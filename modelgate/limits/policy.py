@@ -14,6 +14,7 @@ __all__ = ["Limiter"]
 
 log = logging.getLogger("modelgate.limits")
 QuotaSource = Callable[[QuotaScope], Awaitable[int]]
+_MAX_UNSETTLED = 100_000  # settles kept for replay while the shared store is unreachable
 
 
 class Limiter:
@@ -26,6 +27,7 @@ class Limiter:
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._probe: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._unsettled: list[tuple[CounterStore, Plan, int]] = []
 
     @property
     def state(self) -> str:
@@ -98,11 +100,19 @@ class Limiter:
         try:
             await store.settle(plan, actual_tokens)
         except StoreUnavailable as exc:
+            # replayed when the store is back: a lost settle would leave its reservation in the
+            # quota counter for the rest of the cycle
+            if len(self._unsettled) < _MAX_UNSETTLED:
+                self._unsettled.append((store, plan, actual_tokens))
             self._mark_down(exc)
 
     def _mark_down(self, exc: Exception) -> None:
         if self.healthy:
             self.healthy = False
+            if self.primary is not self.local:
+                # fresh local counters for each outage: quota counters are rebuilt from the usage
+                # records, which include what was used through the shared store since the last one
+                self.local = MemoryStore()
             log.error("rate-limit store %s unreachable (%s); failing %s", self.primary.name, exc, self.policy)
             self._probe = asyncio.get_running_loop().create_task(self._wait_until_up())
 
@@ -110,10 +120,22 @@ class Limiter:
         ping = getattr(self.primary, "ping", None)
         while ping is not None:
             await asyncio.sleep(0.5)
-            if await ping():
+            if await ping() and await self._replay():
                 self.healthy = True
                 log.warning("rate-limit store %s is reachable again", self.primary.name)
                 return
+
+    async def _replay(self) -> bool:
+        """Apply the settles that failed during the outage, before the store is used again. A counter
+        the store lost meanwhile is skipped by its settle script (and rebuilt from the records)."""
+        while self._unsettled:
+            store, plan, actual = self._unsettled[0]
+            try:
+                await store.settle(plan, actual)
+            except StoreUnavailable:
+                return False
+            self._unsettled.pop(0)
+        return True
 
     async def quota_status(self, scope: QuotaScope) -> tuple[int, int] | None:
         store = self.primary if self.healthy else self.local

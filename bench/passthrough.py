@@ -28,8 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 UNAUTHORIZED = (
-    b'{"error":{"message":"invalid key","type":"invalid_request_error",'
-    b'"param":null,"code":"invalid_api_key"}}'
+    b'{"error":{"message":"invalid key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}'
 )
 
 

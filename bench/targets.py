@@ -81,9 +81,7 @@ def start_passthrough(upstream: Target, log_dir: Path) -> Target:
     ]
     server = start("passthrough", command, cpu=PROXY_CPU, log_dir=log_dir)
     wait_http(server, f"http://127.0.0.1:{port}/", ok=())
-    return Target(
-        PASSTHROUGH, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {CLIENT_KEY}", [server]
-    )
+    return Target(PASSTHROUGH, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {CLIENT_KEY}", [server])
 
 
 # ---------------------------------------------------------------------- modelgate
@@ -95,9 +93,7 @@ def modelgate_cli(args: Sequence[str], data_dir: Path) -> str:
     env = {**os.environ, "MODELGATE_DATA_DIR": str(data_dir)}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise RuntimeError(
-            f"`modelgate {' '.join(args)}` failed ({done.returncode}):\n{done.stderr}{done.stdout}"
-        )
+        raise RuntimeError(f"`modelgate {' '.join(args)}` failed ({done.returncode}):\n{done.stderr}{done.stdout}")
     return done.stdout
 
 
@@ -130,9 +126,9 @@ def start_modelgate(upstream: Target, log_dir: Path, data_dir: Path) -> Target:
         ],
         data_dir,
     )
-    secret = json_from(
-        modelgate_cli(["keys", "create", "--owner", "admin", "--name", "bench", "--json"], data_dir)
-    )["secret"]
+    secret = json_from(modelgate_cli(["keys", "create", "--owner", "admin", "--name", "bench", "--json"], data_dir))[
+        "secret"
+    ]
     port = free_port()
     server = start(
         "modelgate",

@@ -61,8 +61,7 @@ def parse(output: str) -> WrkResult:
         raise RuntimeError(f"wrk printed no BENCH_RESULT line:\n{output}")
     fields = dict(item.split("=", 1) for item in match.group(1).split())
     errors = sum(
-        int(fields[k])
-        for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeout_errors")
+        int(fields[k]) for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeout_errors")
     )
     return WrkResult(
         requests=int(fields["requests"]),
@@ -76,9 +75,7 @@ def parse(output: str) -> WrkResult:
     )
 
 
-def run_wrk(
-    url: str, *, connections: int, seconds: float, body: str, auth: str | None, cpu: int | None
-) -> WrkResult:
+def run_wrk(url: str, *, connections: int, seconds: float, body: str, auth: str | None, cpu: int | None) -> WrkResult:
     """One wrk run (-t1), pinned to ``cpu``; the timeout is generous so slow proxies still finish."""
     command = [
         "wrk",

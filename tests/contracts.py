@@ -82,9 +82,7 @@ def load_document() -> dict[str, Any]:
     """The parsed OpenAPI document with ``nullable`` rewritten for JSON Schema 2020-12."""
     path = contract_path()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"OpenAI OpenAPI contract not found at {path} (set MODELGATE_OPENAPI_CONTRACT)"
-        )
+        raise FileNotFoundError(f"OpenAI OpenAPI contract not found at {path} (set MODELGATE_OPENAPI_CONTRACT)")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open("rb") as fh:
         document = yaml.load(fh, Loader=loader)  # noqa: S506 - a Safe loader
@@ -157,12 +155,8 @@ def _add_errata(schemas: dict[str, Any]) -> None:
     """
     chunk = copy.deepcopy(schemas["CreateCompletionResponse"])
     choice = chunk["properties"]["choices"]["items"]
-    choice["properties"]["finish_reason"] = {
-        "anyOf": [choice["properties"]["finish_reason"], {"type": "null"}]
-    }
-    chunk["description"] = (
-        "modelgate erratum: a streamed legacy completion chunk (finish_reason may be null)."
-    )
+    choice["properties"]["finish_reason"] = {"anyOf": [choice["properties"]["finish_reason"], {"type": "null"}]}
+    chunk["description"] = "modelgate erratum: a streamed legacy completion chunk (finish_reason may be null)."
     schemas.setdefault("CreateCompletionStreamResponse", chunk)
 
 

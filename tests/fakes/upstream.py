@@ -233,9 +233,7 @@ ERRORS: dict[int, tuple[str, str]] = {
 
 def error_response(status: int, message: str | None = None, param: str | None = None) -> web.Response:
     """An OpenAI-shaped error (validates against ErrorResponse)."""
-    err_type, code = ERRORS.get(
-        status, ("server_error" if status >= 500 else "invalid_request_error", "error")
-    )
+    err_type, code = ERRORS.get(status, ("server_error" if status >= 500 else "invalid_request_error", "error"))
     body = {
         "error": {
             "message": message or f"fake upstream error {status}",
@@ -543,9 +541,7 @@ class FakeUpstream:
         body, behaviour = pre
         prompt = " ".join(input_texts(body.get("prompt", "")))
         reply, finish = reply_for(prompt, body)
-        gen = ChatLike(
-            len(words(prompt)), reply, finish, "cmpl-", "text_completion", "text_completion", chat=False
-        )
+        gen = ChatLike(len(words(prompt)), reply, finish, "cmpl-", "text_completion", "text_completion", chat=False)
         return await self._generate(request, body, behaviour, gen)
 
     async def _generate(

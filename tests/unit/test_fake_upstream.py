@@ -67,9 +67,7 @@ async def stream_chunks(http: aiohttp.ClientSession, path: str, body: dict[str, 
 
 
 @needs_contract
-async def test_chat_non_stream_is_valid_and_deterministic(
-    http: aiohttp.ClientSession, upstream: FakeUpstream
-) -> None:
+async def test_chat_non_stream_is_valid_and_deterministic(http: aiohttp.ClientSession, upstream: FakeUpstream) -> None:
     async with http.post(
         "chat/completions",
         json={"model": "gpt-x", "messages": MESSAGES},
@@ -156,9 +154,7 @@ async def test_no_usage(http: aiohttp.ClientSession) -> None:
 
 @needs_contract
 async def test_cumulative_usage(http: aiohttp.ClientSession) -> None:
-    chunks = await stream_chunks(
-        http, "chat/completions", {"model": "cumulative-usage", "messages": MESSAGES}
-    )
+    chunks = await stream_chunks(http, "chat/completions", {"model": "cumulative-usage", "messages": MESSAGES})
     for chunk in chunks:
         contracts.validate("CreateChatCompletionStreamResponse", chunk)
     assert [c["usage"]["completion_tokens"] for c in chunks] == [1, 2, 3, 4]
@@ -200,9 +196,7 @@ async def test_malformed(http: aiohttp.ClientSession) -> None:
         assert resp.status == 200 and resp.content_type == "application/json"
         with pytest.raises(ValueError):
             json.loads(await resp.read())
-    async with http.post(
-        "chat/completions", json={"model": "malformed", "messages": MESSAGES, "stream": True}
-    ) as resp:
+    async with http.post("chat/completions", json={"model": "malformed", "messages": MESSAGES, "stream": True}) as resp:
         events = sse_events(await resp.read())
     json.loads(events[0])
     with pytest.raises(ValueError):
@@ -221,9 +215,7 @@ async def test_cut_stream_closes_without_done(http: aiohttp.ClientSession) -> No
     assert len(received) == 2 and b"[DONE]" not in b"".join(received)
 
 
-async def test_hang_stream_records_client_disconnect(
-    http: aiohttp.ClientSession, upstream: FakeUpstream
-) -> None:
+async def test_hang_stream_records_client_disconnect(http: aiohttp.ClientSession, upstream: FakeUpstream) -> None:
     body = {"model": "hang-stream", "messages": MESSAGES, "stream": True}
     async with http.post("chat/completions", json=body) as resp:
         first = await asyncio.wait_for(resp.content.readline(), 2)
@@ -242,9 +234,7 @@ def test_api_key_is_enforced_when_configured() -> None:
             urllib.request.urlopen(req, timeout=5)
         info.value.close()
         assert info.value.code == 401
-        req = urllib.request.Request(
-            server.base_url + "/models", headers={"Authorization": "Bearer sk-vendor"}
-        )
+        req = urllib.request.Request(server.base_url + "/models", headers={"Authorization": "Bearer sk-vendor"})
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200
 

@@ -32,10 +32,10 @@ class CreatedTenant:
     password: str
 
 
-def validate_username(username: str) -> str:
+def validate_username(username: str, param: str = "username") -> str:
     if not isinstance(username, str) or not _NAME.match(username):
         raise BadRequest("A username is 1-64 characters of letters, digits, '.', '_' or '-', starting with a "
-                         "letter or digit.", param="username")  # fmt: skip
+                         "letter or digit.", param=param)  # fmt: skip
     return username
 
 
@@ -66,7 +66,7 @@ async def create_tenant(
     actor.require(Permission.TENANTS_MANAGE, what="Only the Instance Admin creates tenants.")
     if not isinstance(name, str) or not _NAME.match(name):
         raise BadRequest("A tenant name is 1-64 characters of letters, digits, '.', '_' or '-'.", param="name")
-    validate_username(admin_username)
+    validate_username(admin_username, param="admin_username")
     _check_timezone(timezone)
     if (await session.execute(select(t.Tenant.id).where(t.Tenant.name == name))).first():
         raise Conflict(f"A tenant named '{name}' already exists.", param="name")

@@ -33,8 +33,11 @@ __all__ = [
     "PrivateRedis",
     "TenantAdmin",
     "chat_body",
+    "error_code",
     "flush_worker_redis",
+    "login_token",
     "poll",
+    "recorded_tokens",
     "root_admin",
     "uid",
     "upstream_calls",
@@ -181,13 +184,8 @@ class TenantAdmin:
     def new_tenant(self, timezone: str = "UTC", prefix: str = "lim") -> TenantAdmin:
         name, user = f"{prefix}-{uid()}", f"adm-{uid()}"
         out = self.call("POST", "/tenants", 201, json={"name": name, "admin_username": user, "timezone": timezone})
-        with httpx.Client(base_url=self.gw.base_url + "/api/v1", timeout=60) as anon:
-            r = anon.post("/auth/login", json={"username": user, "password": out["admin"]["password"], "tenant": name})
-            assert r.status_code == 200, r.text
-            csrf = r.json()["csrf_token"]
-            r = anon.post("/me/tokens", json={"name": "limits-tests"}, headers={"x-csrf-token": csrf})
-            assert r.status_code == 201, r.text
-        return TenantAdmin(self.gw, r.json()["secret"], user, int(out["id"]), name)
+        token = login_token(self.gw, user, out["admin"]["password"], name)
+        return TenantAdmin(self.gw, token, user, int(out["id"]), name)
 
     # -- endpoints
     def credential(self) -> int:
@@ -225,11 +223,26 @@ class TenantAdmin:
         return dict(self.call("GET", "/quota"))
 
 
+def login_token(gw: GatewayProcess, username: str, password: str, tenant: str | None = None) -> str:
+    """A personal access token minted through a console login (POST /auth/login, /me/tokens)."""
+    with httpx.Client(base_url=gw.base_url + "/api/v1", timeout=60) as anon:
+        body = {"username": username, "password": password, **({"tenant": tenant} if tenant else {})}
+        r = anon.post("/auth/login", json=body)
+        assert r.status_code == 200, r.text
+        r = anon.post("/me/tokens", json={"name": "limits-tests"}, headers={"x-csrf-token": r.json()["csrf_token"]})
+        assert r.status_code == 201, r.text
+        return str(r.json()["secret"])
+
+
 def root_admin(gw: GatewayProcess) -> TenantAdmin:
-    """The bootstrap admin of ``gw`` (Instance Admin, Gateway Admin of the first tenant)."""
-    tok = gw.cli("tokens", "create", "--user", "admin", "--json")
+    """The bootstrap admin of ``gw`` (Instance Admin, Gateway Admin of the first tenant): logged in
+    with the password ``init`` printed, or else given a token by ``modelgate tokens create``."""
+    if gw.admin_password:
+        token = login_token(gw, "admin", gw.admin_password)
+    else:
+        token = gw.cli("tokens", "create", "--user", "admin", "--json")["secret"]
     tid = int(gw.query("SELECT id FROM tenants ORDER BY id LIMIT 1")[0][0])
-    return TenantAdmin(gw, tok["secret"], "admin", tid)
+    return TenantAdmin(gw, token, "admin", tid)
 
 
 # ----------------------------------------------------------------------------- bursts

@@ -107,7 +107,9 @@ class OpenAIStreamRelay:
         payload = None
         for line in raw.split(b"\n"):
             if line.startswith(b"data:"):
-                payload = line[5:].strip()
+                # SSE: an event's data may span several data lines, joined with newlines
+                part = line[5:].strip()
+                payload = part if payload is None else payload + b"\n" + part
         if payload is None:
             return raw + b"\n\n" if raw.strip() and not raw.startswith(b":") else b""
         if payload == _DONE:
@@ -121,8 +123,10 @@ class OpenAIStreamRelay:
             self.error = "the upstream sent a malformed stream chunk"
             return b""
         if "error" in obj and "choices" not in obj:
-            self.error = str((obj.get("error") or {}).get("message") or "the upstream reported an error")
-            return b"data: " + payload + b"\n\n"
+            err = obj["error"]
+            message = err.get("message") if isinstance(err, dict) else err
+            self.error = message if isinstance(message, str) and message else "the upstream reported an error"
+            return b"data: " + orjson.dumps(obj) + b"\n\n"  # one line, whatever the upstream's framing
         choices = obj.get("choices")
         if choices:
             n = _choice_text_len(choices, "delta")

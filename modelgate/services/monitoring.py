@@ -25,6 +25,7 @@ GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86400}
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
 _MAX_RANGE = 60 * 86400
 _NB = len(LATENCY_BUCKETS_MS) + 1
+_NUM = {c: float if c in ("cost", "latency_sum_ms", "ttft_sum_ms") else int for c in MINUTE_COUNTERS}
 
 
 def parse_range(range_: str | None, start: datetime | None, end: datetime | None, now: float) -> tuple[int, int]:
@@ -107,7 +108,8 @@ async def endpoint_metrics(
         .where(m.endpoint_id == endpoint_id, m.minute >= first, m.minute < end_s)
         .group_by(bucket)
     )
-    by_bucket = {int(r.bucket): {c: (getattr(r, c) or 0) for c in MINUTE_COUNTERS} for r in rows}
+    # PostgreSQL sums BIGINT columns as NUMERIC (Decimal, which JSON-encodes as a string): plain numbers here
+    by_bucket = {int(r.bucket): {c: _NUM[c](getattr(r, c) or 0) for c in MINUTE_COUNTERS} for r in rows}
     zero = dict.fromkeys(MINUTE_COUNTERS, 0)
     total = dict(zero)
     series = []

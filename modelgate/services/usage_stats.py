@@ -93,7 +93,7 @@ async def usage_stats(
                "total_tokens": int(tin) + int(tout), "cost": round(float(cost), 6)}  # fmt: skip
         rows.append(row)
         for k in totals:
-            totals[k] += row[k]
+            totals[k] += row[k] if k != "cost" else float(cost)  # sum unrounded costs: no rounding drift
     totals["cost"] = round(totals["cost"], 6)
     return {"dimension": dimension, "start": first.isoformat(), "end": last.isoformat(), "timezone": tenant.timezone,
             "scoped_to_self": scoped, "rows": rows, "totals": totals}  # fmt: skip

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelgate.api.app import admin_routes, build_api
+from modelgate.console import console_routes
 from modelgate.errors import openai_error_body
 from modelgate.services.sessions import LoginThrottle
 from modelgate.gateway.forward import UpstreamClient
@@ -195,6 +196,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *console_routes(),  # "/" (redirects to the console) and /console/*
     ]
     middleware = []
     if settings.cors_origins:

@@ -1,0 +1,1 @@
+"""Console page handlers, one module per area of the product."""

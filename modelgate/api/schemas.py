@@ -18,6 +18,8 @@ Url = Annotated[str, Field(min_length=1, max_length=1024)]
 Count = Annotated[int, Field(ge=0, le=10**15)]
 Price = Annotated[float, Field(ge=0, le=1e6)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+# JSON has no datetime type: accept RFC 3339 strings even though the models are strict
+Timestamp = Annotated[datetime, Field(strict=False)]
 Cycle = Literal["daily", "weekly", "monthly"]
 Category = Literal["llm", "embedding", "image"]
 EndpointRoleName = Literal["ENDPOINT_ADMIN", "ENDPOINT_OPERATOR", "ENDPOINT_USER", "ENDPOINT_VIEWER"]
@@ -35,7 +37,7 @@ class LoginIn(_In):
 
 class TokenCreate(_In):
     name: Short | None = None
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
 
 
 class TenantCreate(_In):
@@ -116,7 +118,7 @@ class CredentialCreate(_In):
 class ApiKeyCreate(_In):
     owner: Short
     name: Short | None = None
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
     rpm: Count | None = None
     tpm: Count | None = None
 

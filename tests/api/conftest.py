@@ -155,8 +155,9 @@ class Env:
     upstream: FakeUpstream
 
 
-def start_env(data_dir: Path, upstream: FakeUpstream, database_url: str | None = None) -> Iterator[Env]:
-    gw = GatewayProcess(data_dir, database_url=database_url).start()
+def start_env(data_dir: Path, upstream: FakeUpstream, database_url: str | None = None,
+              extra_env: dict[str, str] | None = None) -> Iterator[Env]:
+    gw = GatewayProcess(data_dir, database_url=database_url, extra_env=extra_env).start()
     try:
         with httpx.Client(base_url=gw.base_url, timeout=60) as http:
             assert gw.admin_password

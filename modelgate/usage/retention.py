@@ -2,15 +2,17 @@
 
 On PostgreSQL whole monthly partitions older than the horizon are dropped (cheap, no bloat) and
 the straddling month is trimmed with a DELETE; on SQLite rows are deleted. Either way exactly the
-rows older than the horizon go, and nothing newer.
+rows older than the horizon go, and nothing newer. A rollup row goes once its whole period (a UTC
+minute, a tenant-local day) lies before the horizon.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelgate.storage import tables as t
@@ -56,11 +58,29 @@ async def prune(
         result["partitions_dropped"] = await _drop_old_partitions(session, detail_horizon)
     res = await session.execute(delete(t.UsageEvent).where(t.UsageEvent.ts < detail_horizon))
     result["details_deleted"] = res.rowcount  # type: ignore[attr-defined]
-    res = await session.execute(delete(t.UsageMinute).where(t.UsageMinute.minute < int(rollup_horizon.timestamp())))
+    # a rollup row goes once its whole period lies before the horizon; the minute holding it stays
+    first_kept = int(rollup_horizon.timestamp()) // 60 * 60
+    res = await session.execute(delete(t.UsageMinute).where(t.UsageMinute.minute < first_kept))
     result["minute_rollups_deleted"] = res.rowcount  # type: ignore[attr-defined]
-    # daily rows are local dates; a day goes once it lies wholly before the horizon in every zone
-    cutoff = (rollup_horizon - timedelta(days=1)).date().isoformat()
-    res = await session.execute(delete(t.UsageDaily).where(t.UsageDaily.day < cutoff))
-    result["daily_rollups_deleted"] = res.rowcount  # type: ignore[attr-defined]
+    result["daily_rollups_deleted"] = await _prune_daily(session, rollup_horizon)
     await ensure_partitions(session, now)
     return result
+
+
+async def _prune_daily(session: AsyncSession, horizon: datetime) -> int:
+    """Daily rows hold tenant-local dates: a day goes once it has ended before the horizon in its
+    tenant's time zone (requests of no tenant are dated in UTC; for a tenant that no longer
+    exists, once it has ended everywhere, i.e. at UTC-12)."""
+    d = t.UsageDaily
+    zones: dict[str, list[int]] = {"UTC": [0]}
+    for tenant_id, tz in (await session.execute(select(t.Tenant.id, t.Tenant.timezone))).all():
+        zones.setdefault(tz, []).append(tenant_id)
+    deleted = 0
+    for tz, ids in zones.items():
+        cutoff = horizon.astimezone(ZoneInfo(tz)).date().isoformat()
+        res = await session.execute(delete(d).where(d.tenant_id.in_(ids), d.day < cutoff))
+        deleted += res.rowcount  # type: ignore[attr-defined]
+    known = [i for ids in zones.values() for i in ids]
+    cutoff = horizon.astimezone(ZoneInfo("Etc/GMT+12")).date().isoformat()
+    res = await session.execute(delete(d).where(d.tenant_id.not_in(known), d.day < cutoff))
+    return deleted + res.rowcount  # type: ignore[attr-defined]

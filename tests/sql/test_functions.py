@@ -15,8 +15,16 @@ import modelgate.sql
 from modelgate.gateway.tokens import estimate_input_tokens
 from tests.fakes.upstream import FakeUpstream, embedding_vector
 from tests.harness import GatewayProcess
-from tests.sql.conftest import (Analyst, endpoint_id, ensure_endpoint, make_analyst, sent, sent_containing, unique,
-                               usage_of_key)  # fmt: skip
+from tests.sql.conftest import (
+    Analyst,
+    endpoint_id,
+    ensure_endpoint,
+    make_analyst,
+    sent,
+    sent_containing,
+    unique,
+    usage_of_key,
+)
 
 Connect = Callable[..., duckdb.DuckDBPyConnection]
 
@@ -58,7 +66,8 @@ def test_rows_of_csv_and_parquet_files(gateway: GatewayProcess, llm: tuple[str, 
     con = sql_connect(admin_key)
     con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{parquet_path}' (FORMAT parquet)")
     for source in (f"read_csv('{csv_path}')", f"'{parquet_path}'"):
-        rows = con.sql(f"SELECT id, ai_complete('{name}', 'Summarise: ' || review) FROM {source} ORDER BY id").fetchall()
+        query = f"SELECT id, ai_complete('{name}', 'Summarise: ' || review) FROM {source} ORDER BY id"
+        rows = con.sql(query).fetchall()
         assert rows == [(i, f"echo: Summarise: review number {i}") for i in range(1, 31)]
 
 
@@ -117,7 +126,8 @@ def test_embeddings_and_the_detailed_variants(gateway: GatewayProcess, upstream:
     gateway.create_endpoint(emb, upstream.base_url, model_version="fake-embedding", category="embedding")
     gateway.create_endpoint(failing, upstream.base_url, model_version="fail-500")
     con = sql_connect(admin_key, retries=0)
-    rows = con.sql(f"SELECT t, ai_embed('endpoint:{emb}', t) FROM (VALUES ('hello'), (NULL)) v(t) ORDER BY t").fetchall()
+    query = f"SELECT t, ai_embed('endpoint:{emb}', t) FROM (VALUES ('hello'), (NULL)) v(t) ORDER BY t"
+    rows = con.sql(query).fetchall()
     assert rows[0][0] == "hello" and rows[0][1] == pytest.approx(embedding_vector("hello", 8), abs=1e-6)
     assert rows[1] == (None, None)
     assert con.sql(f"SELECT typeof(ai_embed('{emb}', 'x'))").fetchall() == [("FLOAT[]",)]

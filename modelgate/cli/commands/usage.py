@@ -15,7 +15,7 @@ from modelgate.cli.context import console, print_json, run_tx
 from modelgate.secrets_box import SecretBox
 from modelgate.services.context import Actor
 from modelgate.services.tenants import get_tenant
-from modelgate.services.usage_stats import export_month, stats_csv, usage_stats
+from modelgate.services.usage_stats import export_month, month_bounds, stats_csv, usage_stats
 from modelgate.settings import Settings
 from modelgate.usage.retention import prune as prune_usage
 
@@ -85,6 +85,7 @@ def export(
 
     async def op(session: AsyncSession, box: SecretBox, settings: Settings) -> int:
         tn = await get_tenant(session, tenant)
+        month_bounds(tn, month)  # refuse a bad or too old month before creating the file
         out = sys.stdout if str(output) == "-" else output.open("w", newline="")
         lines = 0
         try:

@@ -4,7 +4,7 @@ by dimension and range (list or chart view, CSV), and the monthly detail downloa
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,7 +57,8 @@ def summarise(stats: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, An
             agg[k] += r[k]
         agg["daily"][r["date"]] = agg["daily"].get(r["date"], 0) + r["total_tokens"]
     rows = sorted(by_name.values(), key=lambda a: -a["total_tokens"])
-    labels = sorted(days)
+    first, last = date.fromisoformat(stats["start"]), date.fromisoformat(stats["end"])
+    labels = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)] or sorted(days)
     datasets = [{"label": a["name"], "data": [a["daily"].get(d, 0) for d in labels]} for a in rows[:_CHART_SERIES]]
     rest = rows[_CHART_SERIES:]
     if rest:
@@ -114,6 +115,8 @@ async def set_quota(ctx: PageContext) -> Response:
         tokens = opt_int(form, "tokens", "Quota")
         await ctx.write(lambda s: set_tenant_quota(s, ctx.actor, ctx.tenant_id, tokens, opt_str(form, "cycle")))
     except GatewayError as exc:
+        if exc.status == 403:
+            raise  # the page has no quota form for this user: show the refusal itself
         return await _usage_page(ctx, form.fail(exc, ("tokens", "cycle")))
     done = "Tenant quota removed." if tokens is None else f"Tenant quota set to {tokens:,} tokens per cycle."
     return redirect("/console/usage", done)

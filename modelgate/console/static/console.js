@@ -98,10 +98,11 @@
       var s = JSON.parse(spec.textContent);
       var datasets = s.datasets.map(function (d, i) {
         var color = d.color || palette[i % palette.length];
+        var points = d.data.filter(function (v) { return v !== null; }).length;
         return {
           label: d.label, data: d.data, borderColor: color, backgroundColor: s.type === "bar" ? color : color + "22",
-          fill: s.type !== "bar" && !!d.fill, tension: 0.25, pointRadius: s.labels.length > 60 ? 0 : 2, borderWidth: 2,
-          stack: s.stacked ? "s" : undefined,
+          fill: s.type !== "bar" && !!d.fill, tension: 0.25, pointRadius: s.labels.length > 60 && points > 30 ? 0 : 3, borderWidth: 2, spanGaps: true,
+          stack: s.stacked ? "s" : undefined, maxBarThickness: 48,
         };
       });
       var yTicks = {};
@@ -114,7 +115,7 @@
           interaction: { mode: "index", intersect: false },
           plugins: { legend: { display: datasets.length > 1, position: "bottom" } },
           scales: {
-            x: { stacked: !!s.stacked, ticks: { maxTicksLimit: 8, autoSkip: true }, grid: { display: false } },
+            x: { stacked: !!s.stacked, ticks: { maxTicksLimit: 6, autoSkip: true, maxRotation: 0 }, grid: { display: false } },
             y: { stacked: !!s.stacked, beginAtZero: true, suggestedMax: s.percent ? 1 : undefined, ticks: yTicks },
           },
         },
@@ -122,7 +123,19 @@
     });
   }
 
+  // Monitoring: the From/To fields matter only for a custom range.
+  function setupRange() {
+    var range = document.getElementById("f-range");
+    var start = document.getElementById("f-start");
+    if (!range || !start || range.querySelector("option[value=custom]") === null) return;
+    var fields = [start.closest(".field"), document.getElementById("f-end").closest(".field")];
+    function sync() { fields.forEach(function (f) { f.hidden = range.value !== "custom"; }); }
+    range.addEventListener("change", sync);
+    sync();
+  }
+
   ready(function () {
+    setupRange();
     setupNav(); setupCopy(document); setupPreset(); setupAutoSubmit(); setupCharts();
     document.body.addEventListener("htmx:afterSwap", function (e) { setupCopy(e.target); });
   });

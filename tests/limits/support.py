@@ -35,6 +35,7 @@ __all__ = [
     "chat_body",
     "error_code",
     "flush_worker_redis",
+    "insert_usage",
     "login_token",
     "poll",
     "recorded_tokens",
@@ -289,3 +290,19 @@ def error_code(r: httpx.Response) -> str | None:
         return r.json()["error"]["code"]
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def insert_usage(gw: GatewayProcess, *, ts: float, tenant_id: int, endpoint_id: int | None, tokens: int) -> None:
+    """A usage record written straight into the gateway's SQLite database (as a process that
+    recorded a call at ``ts`` would have), with the timestamp format the ORM stores."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with gw._db() as conn:
+        conn.execute(
+            "INSERT INTO usage_events (ts, request_id, tenant_id, endpoint_id, user_id, api_key_id, channel, route, "
+            "is_stream, status_code, error_type, input_tokens, output_tokens, cached_tokens, reasoning_tokens, "
+            "is_estimated, latency_ms, ttft_ms, upstream_status, cost) "
+            "VALUES (?, ?, ?, ?, NULL, NULL, 'api', 'chat', 0, 200, NULL, ?, ?, 0, 0, 0, 1.0, NULL, 200, 0.0)",
+            (stamp, f"req_inserted_{uid()}", tenant_id, endpoint_id, tokens // 2, tokens - tokens // 2),
+        )

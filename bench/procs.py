@@ -84,7 +84,7 @@ def start(
 
 
 def wait_http(server: Server, url: str, timeout: float = 60.0, ok: tuple[int, ...] = (200,)) -> None:
-    """Poll ``url`` until it answers one of ``ok`` (any status if ``ok`` is empty)."""
+    """Poll ``url`` until it answers one of ``ok`` (any status if ``ok`` is empty); stop the server on failure."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -103,4 +103,5 @@ def wait_http(server: Server, url: str, timeout: float = 60.0, ok: tuple[int, ..
         except OSError as exc:
             last = str(exc)
         time.sleep(0.2)
+    server.stop()  # never leave a half-started server behind
     raise RuntimeError(f"{server.name} not ready at {url} after {timeout:.0f}s ({last}):\n{server.tail()}")

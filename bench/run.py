@@ -184,9 +184,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def start_targets(
-    args: argparse.Namespace, upstream: Target, log_dir: Path, console: Console, failures: dict[str, str]
-) -> list[Target]:
-    """Start every proxy once (they idle while others are measured); a failure skips that row."""
+    args: argparse.Namespace,
+    upstream: Target,
+    log_dir: Path,
+    console: Console,
+    failures: dict[str, str],
+    targets: list[Target],
+) -> None:
+    """Start every proxy once into ``targets`` (they idle while others are measured); a failure skips that row.
+
+    Appending as each one starts means the caller's ``finally`` stops them even on Ctrl-C.
+    """
     starters: list[tuple[str, Callable[[], Target | None]]] = [
         (PASSTHROUGH, lambda: start_passthrough(upstream, log_dir))
     ]
@@ -194,7 +202,6 @@ def start_targets(
         starters.append((MODELGATE, lambda: start_modelgate(upstream, log_dir, log_dir / "data")))
     if args.litellm:
         starters.append((LITELLM, lambda: start_litellm(upstream, log_dir)))
-    targets: list[Target] = []
     for name, starter in starters:
         try:
             target = starter()
@@ -206,7 +213,6 @@ def start_targets(
             failures[name] = "not available"
         else:
             targets.append(target)
-    return targets
 
 
 def best_of(rows: list[Row]) -> list[Row]:
@@ -240,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         upstream = start_upstream(log_dir)
         targets = [upstream]
         try:
-            targets += start_targets(args, upstream, log_dir, console, failures)
+            start_targets(args, upstream, log_dir, console, failures, targets)
             for round_no in range(1, max(1, args.rounds) + 1):
                 if args.rounds > 1:
                     console.print(f"round {round_no}/{args.rounds}")

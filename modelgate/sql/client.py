@@ -165,14 +165,14 @@ class GatewayClient:
         groups: dict[str, list[ApiRequest]] = {}
         for req in requests:
             groups.setdefault(req.endpoint, []).append(req)
-        tasks = [asyncio.create_task(self._group(function, reqs, query, mode, sem)) for reqs in groups.values()]
         try:
-            await asyncio.gather(*tasks)
-        except _Abort as abort:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise AiFunctionError(self._abort_message(function, abort.error, mode), abort.error) from None
+            # a TaskGroup, not gather: when one call aborts the query, every other call is cancelled
+            async with asyncio.TaskGroup() as tg:
+                for reqs in groups.values():
+                    tg.create_task(self._group(function, reqs, query, mode, sem))
+        except* _Abort as group:
+            error = _first_abort(group).error
+            raise AiFunctionError(self._abort_message(function, error, mode), error) from None
 
     @staticmethod
     def _abort_message(function: str, error: RowError, mode: Mode) -> str:
@@ -190,7 +190,9 @@ class GatewayClient:
             await self._one(function, reqs[0], query, state, mode, sem)
             state.opened = True
             rest = reqs[1:]
-        await asyncio.gather(*(self._one(function, r, query, state, mode, sem) for r in rest))
+        async with asyncio.TaskGroup() as tg:
+            for req in rest:
+                tg.create_task(self._one(function, req, query, state, mode, sem))
 
     async def _one(self, function: str, req: ApiRequest, query: QueryState, state: _EndpointInQuery, mode: Mode,
                    sem: asyncio.Semaphore) -> None:  # fmt: skip
@@ -266,6 +268,16 @@ class GatewayClient:
     async def _wait_resume(self, endpoint: str) -> None:
         while (delay := self._resume_at.get(endpoint, 0.0) - time.monotonic()) > 0:
             await asyncio.sleep(delay)
+
+
+def _first_abort(group: BaseExceptionGroup) -> _Abort:  # type: ignore[type-arg]
+    """The _Abort that ended the batch, however deep the TaskGroups nested it."""
+    for exc in group.exceptions:
+        if isinstance(exc, _Abort):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_abort(exc)
+    raise AssertionError("no _Abort in the group")
 
 
 def _value(req: ApiRequest, status: int, body: Any) -> Outcome:

@@ -36,7 +36,7 @@ ENDPOINTS = {
     "malformed": ("malformed", "llm"),
     "cut": ("cut-stream", "llm"),
     "hang": ("hang-stream", "llm"),
-    "slow": ("slow-3000", "llm"),
+    "slow": ("slow-8000", "llm"),
 }
 
 
@@ -85,9 +85,7 @@ def env(gateway: GatewayProcess, upstream: FakeUpstream) -> Env:
         key = key_future.result()
     # the per-endpoint read timeout (the gateway-wide one is 5 s in the harness)
     admin.set_endpoint_timeouts(gateway, ids[P + "slow"], connect=None, read=0.4)
-    return Env(
-        gateway, upstream, key["secret"], int(key["id"]), int(key["owner_id"]), admin.tenant_id(gateway), ids
-    )
+    return Env(gateway, upstream, key["secret"], int(key["id"]), int(key["owner_id"]), admin.tenant_id(gateway), ids)
 
 
 @pytest.fixture
@@ -145,9 +143,7 @@ def recorded(
 
 
 def test_missing_key(env: Env) -> None:
-    resp = httpx.post(
-        env.gw.base_url + "/v1/chat/completions", json={"model": P + "ok", "messages": MESSAGES}
-    )
+    resp = httpx.post(env.gw.base_url + "/v1/chat/completions", json={"model": P + "ok", "messages": MESSAGES})
     assert_openai_error(resp, 401, code="missing_api_key", type_="authentication_error")
     recorded(env, resp, 401, "auth_failed", authenticated=False)
 
@@ -177,9 +173,7 @@ def test_right_key_id_wrong_secret(env: Env) -> None:
 def test_disabled_key(env: Env) -> None:
     key = env.gw.create_key("admin", name=P + "to-disable")
     assert (
-        env.post(
-            "/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=key["secret"]
-        ).status_code
+        env.post("/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=key["secret"]).status_code
         == 200
     )
     admin.set_key_status(env.gw, int(key["id"]), "disabled")
@@ -224,15 +218,10 @@ def test_another_tenants_endpoint_is_not_found(env: Env, upstream: FakeUpstream)
     # the other tenant's own key reaches it, and not ours
     assert env.chat(P + "theirs").status_code == 404
     assert (
-        env.post(
-            "/v1/chat/completions", {"model": P + "theirs", "messages": MESSAGES}, key=other_key
-        ).status_code
+        env.post("/v1/chat/completions", {"model": P + "theirs", "messages": MESSAGES}, key=other_key).status_code
         == 200
     )
-    assert (
-        env.post("/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=other_key).status_code
-        == 404
-    )
+    assert env.post("/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=other_key).status_code == 404
 
 
 def test_user_without_grant(env: Env) -> None:
@@ -254,16 +243,12 @@ def test_user_without_grant(env: Env) -> None:
     # a viewer grant does not allow invoking; a user grant (replacing it) does
     admin.grant(gw, P + "nogrant", P + "ok", "ENDPOINT_VIEWER")
     assert (
-        env.post(
-            "/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=key["secret"]
-        ).status_code
+        env.post("/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=key["secret"]).status_code
         == 403
     )
     admin.grant(gw, P + "nogrant", P + "ok", "ENDPOINT_USER")
     assert (
-        env.post(
-            "/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=key["secret"]
-        ).status_code
+        env.post("/v1/chat/completions", {"model": P + "ok", "messages": MESSAGES}, key=key["secret"]).status_code
         == 200
     )
 
@@ -317,9 +302,7 @@ def test_oversized_body(env: Env) -> None:
 
 def test_oversized_body_without_content_length(env: Env) -> None:
     """A chunked body is counted as it arrives: no Content-Length does not bypass the limit."""
-    payload = json.dumps(
-        {"model": P + "ok", "messages": [{"role": "user", "content": "word " * 60_000}]}
-    ).encode()
+    payload = json.dumps({"model": P + "ok", "messages": [{"role": "user", "content": "word " * 60_000}]}).encode()
 
     def chunks() -> Iterator[bytes]:
         for i in range(0, len(payload), 16384):
@@ -398,7 +381,8 @@ def test_per_endpoint_read_timeout_is_504(env: Env, sdk: openai.OpenAI) -> None:
     resp = env.chat(P + "slow")
     elapsed = time.monotonic() - started
     assert_openai_error(resp, 504, code="upstream_timeout", type_="timeout_error")
-    assert elapsed < 2.5, "the endpoint's 0.4 s read timeout applies, not the upstream's 3 s"
+    # the endpoint's 0.4 s, not the gateway-wide 5 s (nor the upstream's 8 s); margin for a loaded machine
+    assert elapsed < 4.5, elapsed
     recorded(env, resp, 504, "upstream_timeout", endpoint=P + "slow")
     with pytest.raises(openai.APIStatusError) as info:
         sdk.chat.completions.create(model=P + "slow", messages=MESSAGES)
@@ -434,9 +418,7 @@ def test_upstream_cutting_a_non_stream_response_is_502(env: Env) -> None:
 
 
 def test_upstream_closing_mid_stream(env: Env, sdk: openai.OpenAI) -> None:
-    with sdk.chat.completions.with_streaming_response.create(
-        model=P + "cut", messages=MESSAGES, stream=True
-    ) as raw:
+    with sdk.chat.completions.with_streaming_response.create(model=P + "cut", messages=MESSAGES, stream=True) as raw:
         rid = raw.headers["x-request-id"]
         received: list[str] = []
         with pytest.raises(openai.APIError) as info:
@@ -514,55 +496,66 @@ def test_client_disconnect_with_httpx_stream(env: Env) -> None:
     ],
 )
 def test_unrouted_v1_requests_are_openai_errors(env: Env, method: str, path: str, status: int) -> None:
-    resp = httpx.request(
-        method, env.gw.base_url + path, headers={"authorization": f"Bearer {env.key}"}, timeout=10
-    )
+    resp = httpx.request(method, env.gw.base_url + path, headers={"authorization": f"Bearer {env.key}"}, timeout=10)
     assert resp.status_code == status
     assert "Traceback" not in resp.text
     contracts.validate("ErrorResponse", resp.json())
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="DESIGN.md §4: every response carries x-request-id; the 404/405 handlers "
+    "of modelgate/app.py do not set it yet",
+)
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/nonexistent"), ("GET", "/v1/chat/completions")])
+def test_unrouted_v1_requests_carry_a_request_id(env: Env, method: str, path: str) -> None:
+    resp = httpx.request(method, env.gw.base_url + path, headers={"authorization": f"Bearer {env.key}"}, timeout=10)
+    assert resp.headers.get("x-request-id")
+
+
 # ----------------------------------------------------------- a gateway-wide short timeout
 
 
+@dataclass(frozen=True)
+class Impatient:
+    gw: GatewayProcess
+    key: str
+
+    def chat(self, model: str, **extra: Any) -> httpx.Response:
+        return httpx.post(
+            self.gw.base_url + "/v1/chat/completions",
+            json={"model": model, "messages": MESSAGES, **extra},
+            headers={"authorization": f"Bearer {self.key}"},
+            timeout=30,
+        )
+
+
 @pytest.fixture(scope="module")
-def impatient(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[GatewayProcess]:
+def impatient(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Impatient]:
     """A gateway whose default upstream read timeout is 0.5 s."""
     gw = GatewayProcess(
         Path(tmp_path_factory.mktemp("impatient")), extra_env={"MODELGATE_UPSTREAM_READ_TIMEOUT": "0.5"}
     ).start()
     try:
-        gw.create_endpoint("slow", upstream.base_url, model_version="slow-3000")
+        gw.create_endpoint("slow", upstream.base_url, model_version="slow-10000")
         gw.create_endpoint("hang", upstream.base_url, model_version="hang-stream")
-        yield gw
+        yield Impatient(gw, gw.create_key("admin")["secret"])
     finally:
         gw.stop()
 
 
-def test_upstream_timeout_is_504(impatient: GatewayProcess) -> None:
-    key = impatient.create_key("admin")["secret"]
+def test_upstream_timeout_is_504(impatient: Impatient) -> None:
     started = time.monotonic()
-    resp = httpx.post(
-        impatient.base_url + "/v1/chat/completions",
-        json={"model": "slow", "messages": MESSAGES},
-        headers={"authorization": f"Bearer {key}"},
-        timeout=30,
-    )
-    assert time.monotonic() - started < 2.5
+    resp = impatient.chat("slow")
+    assert time.monotonic() - started < 8, "the 0.5 s timeout applied, not the upstream's 10 s"
     assert_openai_error(resp, 504, code="upstream_timeout", type_="timeout_error")
-    ev = impatient.usage_for(resp.headers["x-request-id"])
+    ev = impatient.gw.usage_for(resp.headers["x-request-id"])
     assert (ev["status_code"], ev["error_type"], ev["upstream_status"]) == (504, "upstream_timeout", None)
 
 
-def test_upstream_silent_mid_stream_times_out(impatient: GatewayProcess, upstream: FakeUpstream) -> None:
-    key = impatient.create_key("admin")["secret"]
+def test_upstream_silent_mid_stream_times_out(impatient: Impatient, upstream: FakeUpstream) -> None:
     before = upstream.disconnects.value
-    resp = httpx.post(
-        impatient.base_url + "/v1/chat/completions",
-        json={"model": "hang", "messages": MESSAGES, "stream": True},
-        headers={"authorization": f"Bearer {key}"},
-        timeout=30,
-    )
+    resp = impatient.chat("hang", stream=True)
     assert resp.status_code == 200
     events = [line[5:].strip() for line in resp.text.splitlines() if line.startswith("data:")]
     assert json.loads(events[0])["choices"][0]["delta"]["content"] == "echo:"
@@ -570,5 +563,5 @@ def test_upstream_silent_mid_stream_times_out(impatient: GatewayProcess, upstrea
     contracts.validate("ErrorResponse", last)
     assert last["error"]["code"] == "upstream_timeout"
     assert upstream.disconnects.wait_for(before + 1, timeout=10), "the silent upstream request was closed"
-    ev = impatient.usage_for(resp.headers["x-request-id"])
+    ev = impatient.gw.usage_for(resp.headers["x-request-id"])
     assert ev["error_type"] == "upstream_timeout" and ev["is_stream"]

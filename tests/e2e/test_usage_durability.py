@@ -12,6 +12,7 @@ import json
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def spool_lines(spool: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -241,7 +242,7 @@ def test_a_gateway_replays_the_spool_it_finds_on_start(tmp_path: Path) -> None:
     UsageRecorder(gw.data_dir / "spool").spill(events)  # left behind by a previous process
     gw.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while len(stored(gw.data_dir / "modelgate.db", "left")) < len(events) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert stored(gw.data_dir / "modelgate.db", "left") == expected(events)

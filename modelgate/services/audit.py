@@ -19,7 +19,8 @@ def redact(values: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {}
     for k, v in values.items():
-        if any(w in k.lower() for w in _SECRET_WORDS) and k not in ("credential_id",):
+        # by suffix: "secret", "api_key", "secret_digest" are secrets; "quota_tokens", "token_id" are not
+        if k.lower().endswith(_SECRET_WORDS):
             out[k] = "[REDACTED]" if v is not None else None
         elif hasattr(v, "isoformat"):
             out[k] = v.isoformat()

@@ -23,6 +23,12 @@ async def _grants_of(session: AsyncSession, actor: Actor) -> dict[int, str]:
     return {eid: role for eid, role in rows.all()}
 
 
+def _since_created(ts: Any, ep: t.Endpoint | None = None) -> Any:
+    """Records of an endpoint are those since its creation: SQLite may hand a deleted endpoint's id
+    to the next endpoint created, whose history and counts must not inherit the old records."""
+    return ts >= (ep.created_at if ep is not None else t.Endpoint.created_at)
+
+
 async def visible_endpoints(
     session: AsyncSession, actor: Actor, tenant_id: int, *, category: str | None = None, vendor: str | None = None,
     status: str | None = None, q: str | None = None,
@@ -45,7 +51,8 @@ async def visible_endpoints(
     if endpoints:
         rows = await session.execute(
             select(t.UsageEvent.endpoint_id, func.count())
-            .where(t.UsageEvent.endpoint_id.in_([e.id for e in endpoints]))
+            .join(t.Endpoint, t.Endpoint.id == t.UsageEvent.endpoint_id)
+            .where(t.UsageEvent.endpoint_id.in_([e.id for e in endpoints]), _since_created(t.UsageEvent.ts))
             .group_by(t.UsageEvent.endpoint_id)
         )
         counts = {eid: n for eid, n in rows.all()}
@@ -69,7 +76,7 @@ async def endpoint_history(session: AsyncSession, ep: t.Endpoint, limit: int = 2
     rows = await session.execute(
         select(t.AuditRecord)
         .where(t.AuditRecord.target_type == "endpoint", t.AuditRecord.target_id == str(ep.id),
-               t.AuditRecord.tenant_id == ep.tenant_id)  # fmt: skip
+               t.AuditRecord.tenant_id == ep.tenant_id, _since_created(t.AuditRecord.ts, ep))  # fmt: skip
         .order_by(t.AuditRecord.id.desc())
         .limit(limit)
     )
@@ -82,7 +89,8 @@ async def endpoint_history(session: AsyncSession, ep: t.Endpoint, limit: int = 2
 
 async def endpoint_details(session: AsyncSession, actor: Actor, ep: t.Endpoint, role: str | None) -> dict[str, Any]:
     invocations = (
-        await session.execute(select(func.count()).select_from(t.UsageEvent).where(t.UsageEvent.endpoint_id == ep.id))
+        await session.execute(select(func.count()).select_from(t.UsageEvent).where(
+            t.UsageEvent.endpoint_id == ep.id, _since_created(t.UsageEvent.ts, ep)))
     ).scalar_one()
     users = await session.execute(
         select(t.Grant, t.User.username).join(t.User, t.User.id == t.Grant.user_id).where(t.Grant.endpoint_id == ep.id)

@@ -112,11 +112,15 @@ _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 class RedisStore(CounterStore):
     name = "redis"
 
-    def __init__(self, url: str, *, timeout: float = 0.5, max_connections: int = 256) -> None:
+    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 256) -> None:
+        # Timeouts detect outages, not load: a busy gateway's event loop can lag by seconds during a
+        # burst (cold connections are opened by the hundred), and a false outage switches the process
+        # to local counters (fail-open admits more than the limit) or to 503s (fail-closed). A dead
+        # Redis refuses connections at once, whatever the timeout.
         # A blocking pool: more concurrent calls than connections wait for one (bounded) instead of
         # failing with "Too many connections", which would look like an outage under load.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=2.0, socket_timeout=timeout,
+            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
             socket_connect_timeout=timeout, decode_responses=False, health_check_interval=0,
         )  # fmt: skip
         self.client = aioredis.Redis.from_pool(pool)

@@ -216,7 +216,7 @@ async def test_each_outage_starts_from_the_records_not_from_the_last_outage(priv
 async def test_settles_that_fail_while_redis_is_unreachable_are_replayed(private_redis: PrivateRedis) -> None:
     """Redis stalls (data kept) while a request ends: its settle must not be lost, or the
     reservation stays in the quota counter for the rest of the cycle."""
-    lim = Limiter(RedisStore(private_redis.url()), Books(used=0).source, policy="open")
+    lim = Limiter(RedisStore(private_redis.url(), timeout=0.5), Books(used=0).source, policy="open")
     try:
         q = quota(1000)
         p = plan(q, tokens=100)

@@ -75,15 +75,10 @@ def test_permission_denied_fails_fast(gateway: GatewayProcess, upstream: FakeUps
     assert not sent(upstream, other_version)
 
 
-def test_quota_exhausted_mid_query(gateway: GatewayProcess, upstream: FakeUpstream, sql_connect: Connect) -> None:
-    name, version = unique("sql-quota"), unique("mv")
-    gateway.create_endpoint(name, upstream.base_url, model_version=version)
-    # each call: 3 prompt words + 2 reply words = 5 tokens billed; admission reserves ~12 and
-    # refuses once nothing remains, so a 12-token quota admits exactly three calls
-    gateway.cli("endpoints", "update", name, "--quota", "12")
-    gateway.wait_synced()
-    owner = make_analyst(gateway, [name])
-    con = sql_connect(owner.key, concurrency=1)
+def _three_answers_then_quota_refusals(con: duckdb.DuckDBPyConnection, upstream: FakeUpstream, name: str,
+                                       version: str, owner: str) -> None:  # fmt: skip
+    """Each call bills 3 prompt + 2 reply words = 5 tokens; admission reserves ~13 and refuses once
+    nothing remains, so a 12-token quota admits exactly three calls (concurrency 1: in row order)."""
     tag = unique("w")
     query = f"SELECT i, ai_complete('{name}', '{tag} w ' || i, {{'max_tokens': 2}}) FROM range(10) t(i) ORDER BY i"
     rows = con.sql(query).fetchall()
@@ -94,15 +89,38 @@ def test_quota_exhausted_mid_query(gateway: GatewayProcess, upstream: FakeUpstre
     assert summary.failed_rows == 7
     reason = summary.lines()[1]
     assert f"7 × ai_complete on '{name}': quota exhausted [insufficient_quota]" in reason
-    assert f"The token quota of endpoint '{name}' (12 tokens this cycle) is exhausted" in reason
+    assert f"The token quota of {owner} (12 tokens this cycle) is exhausted" in reason
     assert len(sent_containing(upstream, version, tag)) == 3  # nothing was sent after the refusal
     # the next query is refused from its first row: it fails fast, naming the quota
     with pytest.raises(duckdb.Error, match=rf"on endpoint '{name}' failed: quota exhausted \(HTTP 429\)"):
         con.sql(f"SELECT ai_complete('{name}', 'again ' || i) FROM range(10) t(i)").fetchall()
+
+
+def test_endpoint_quota_exhausted_mid_query(gateway: GatewayProcess, upstream: FakeUpstream,
+                                            sql_connect: Connect) -> None:  # fmt: skip
+    name, version = unique("sql-quota"), unique("mv")
+    gateway.create_endpoint(name, upstream.base_url, model_version=version)
+    gateway.cli("endpoints", "update", name, "--quota", "12")
+    owner = make_analyst(gateway, [name])  # waits for the gateway to see the quota too
+    con = sql_connect(owner.key, concurrency=1)
+    _three_answers_then_quota_refusals(con, upstream, name, version, f"endpoint '{name}'")
     # the refusals were made by the gateway, once per query: 3 answered, then 1 + 1 refused
     events = usage_of_key(gateway, owner.key, owner.key_id, name)
-    statuses = [(e["status_code"], e["error_type"]) for e in events]
-    assert statuses == [(200, None)] * 3 + [(429, "quota_exceeded")] * 2
+    statuses = [(e["status_code"], e["error_type"], e["channel"]) for e in events]
+    assert statuses == [(200, None, "sql")] * 3 + [(429, "quota_exceeded", "sql")] * 2
+
+
+def test_tenant_quota_exhausted_mid_query(gateway: GatewayProcess, upstream: FakeUpstream,
+                                          sql_connect: Connect) -> None:  # fmt: skip
+    # a tenant of its own: a tenant quota cannot be removed from the CLI, and other tests share the gateway
+    tenant, admin = unique("sql-tenant"), unique("owner")
+    gateway.cli("tenants", "create", tenant, "--admin", admin, "--json")
+    name, version = unique("sql-tquota"), unique("mv")
+    gateway.create_endpoint(name, upstream.base_url, model_version=version, tenant=tenant)
+    gateway.cli("quota", "set", "--tokens", "12", "--tenant", tenant)
+    key = gateway.create_key(admin, tenant=tenant)
+    con = sql_connect(str(key["secret"]), concurrency=1)
+    _three_answers_then_quota_refusals(con, upstream, name, version, f"tenant '{tenant}'")
 
 
 def test_an_unknown_key_fails_fast(llm: tuple[str, str], sql_connect: Connect) -> None:

@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from modelgate.console.context import PageContext, page
-from modelgate.console.rendering import render
 from modelgate.console.routes import (
     access,
     audit,

@@ -34,8 +34,16 @@ SESSION_COOKIE = "mg_session"  # shared with the admin API (modelgate/api/deps.p
 class PageContext:
     """One signed-in request: the user, the actor, their endpoint roles and the services."""
 
-    def __init__(self, request: Request, user: t.User, login: t.LoginSession, actor: Actor, tenant: t.Tenant,
-                 grant_roles: frozenset[str], other_tenants: list[str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        request: Request,
+        user: t.User,
+        login: t.LoginSession,
+        actor: Actor,
+        tenant: t.Tenant,
+        grant_roles: frozenset[str],
+        other_tenants: list[str],
+    ) -> None:
         self.request = request
         self.services = request.app.state.services
         self.user = user
@@ -86,8 +94,10 @@ class PageContext:
         if sent is None:
             sent = self.request.headers.get("x-csrf-token")
         if not isinstance(sent, str) or not hmac.compare_digest(sent, self.login.csrf_token):
-            raise PermissionDenied("The form's security token is missing or out of date. Reload the page and try "
-                                   "again.", code="csrf_failed")  # fmt: skip
+            raise PermissionDenied(
+                "The form's security token is missing or out of date. Reload the page and try again.",
+                code="csrf_failed",
+            )
 
 
 async def load_context(request: Request) -> PageContext | None:

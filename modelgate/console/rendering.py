@@ -81,7 +81,14 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-templates.filters.update(pairs=lambda xs: [(x, x) for x in xs], number=_number, percent=_percent, ms=_ms, when=_when, json_script=_json_script)
+templates.filters.update(
+    pairs=lambda xs: [(x, x) for x in xs],
+    number=_number,
+    percent=_percent,
+    ms=_ms,
+    when=_when,
+    json_script=_json_script,
+)
 templates.globals.update(Permission=Permission)
 
 
@@ -99,14 +106,24 @@ def _nav(ctx: PageContext) -> list[dict[str, Any]]:
 
 
 def render(
-    ctx: PageContext, template: str, *, title: str, breadcrumb: list[tuple[str, str | None]], status: int = 200,
+    ctx: PageContext,
+    template: str,
+    *,
+    title: str,
+    breadcrumb: list[tuple[str, str | None]],
+    status: int = 200,
     **values: Any,
-) -> Response:  # fmt: skip
+) -> Response:
     flash = ctx.request.cookies.get(FLASH_COOKIE)
     body = templates.get_template(template).render(
-        ctx=ctx, title=title, breadcrumb=breadcrumb, nav=_nav(ctx), csrf_token=ctx.csrf_token,
-        flash=unquote(flash) if flash else None, **values,
-    )  # fmt: skip
+        ctx=ctx,
+        title=title,
+        breadcrumb=breadcrumb,
+        nav=_nav(ctx),
+        csrf_token=ctx.csrf_token,
+        flash=unquote(flash) if flash else None,
+        **values,
+    )
     response = HTMLResponse(body, status)
     if flash:
         response.delete_cookie(FLASH_COOKIE, path="/console")
@@ -132,11 +149,16 @@ def redirect(url: str, flash: str | None = None) -> RedirectResponse:
     """Post/redirect/get; ``flash`` is shown once on the next page."""
     response = RedirectResponse(url, 303)
     if flash:
-        response.set_cookie(FLASH_COOKIE, quote(flash), max_age=60, httponly=True, samesite="strict",
-                            path="/console")  # fmt: skip
+        response.set_cookie(FLASH_COOKIE, quote(flash), max_age=60, httponly=True, samesite="strict", path="/console")
     return response
 
 
 def error_page(ctx: PageContext, exc: GatewayError) -> Response:
-    return render(ctx, "error.html", title=exc.title, breadcrumb=[("Home", "/console"), (exc.title, None)],
-                  status=exc.status, error=exc)  # fmt: skip
+    return render(
+        ctx,
+        "error.html",
+        title=exc.title,
+        breadcrumb=[("Home", "/console"), (exc.title, None)],
+        status=exc.status,
+        error=exc,
+    )

@@ -24,8 +24,12 @@ def admin(console_of: Any, gw: GatewayProcess) -> Console:
 
 
 def chat(gw: GatewayProcess, key: str, model: str) -> httpx.Response:
-    return httpx.post(gw.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    return httpx.post(
+        gw.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+    )
 
 
 def test_bad_input_is_kept_and_the_field_says_what_is_wrong(admin: Console, upstream: FakeUpstream) -> None:
@@ -83,7 +87,9 @@ def test_endpoint_copy_edit_and_delete(admin: Console, gw: GatewayProcess, upstr
     admin.shot("endpoint-edited")
 
     admin.goto("/console/endpoints?q=copy")
-    assert [r.get_attribute("data-endpoint") for r in page.locator("#endpoints-table tbody tr").all()] == ["base-ep-copy"]
+    assert [r.get_attribute("data-endpoint") for r in page.locator("#endpoints-table tbody tr").all()] == [
+        "base-ep-copy"
+    ]
     page.locator("#endpoints-table").get_by_role("link", name="Delete").click()
     assert "irreversible" in page.get_by_role("alert").inner_text()
     admin.shot("endpoint-delete-confirm")
@@ -92,7 +98,9 @@ def test_endpoint_copy_edit_and_delete(admin: Console, gw: GatewayProcess, upstr
     assert gw.query("SELECT count(*) FROM endpoints WHERE name = 'base-ep-copy'") == [(0,)]
 
 
-def test_api_key_filter_disable_enable_rotate_delete(admin: Console, gw: GatewayProcess, upstream: FakeUpstream) -> None:
+def test_api_key_filter_disable_enable_rotate_delete(
+    admin: Console, gw: GatewayProcess, upstream: FakeUpstream
+) -> None:
     gw.create_endpoint("keys-ep", upstream.base_url)
     page = admin.page
     admin.goto("/console/keys/new")

@@ -15,13 +15,30 @@ from tests.fakes.upstream import FakeUpstream
 from tests.harness import GatewayProcess
 
 PAGES = [
-    "/console", "/console/endpoints", "/console/endpoints/new", "/console/endpoints/new?kind=custom",
-    "/console/endpoints/new?kind=managed", "/console/endpoints/page-ep", "/console/endpoints/page-ep/edit",
-    "/console/endpoints/page-ep/copy", "/console/endpoints/page-ep/delete", "/console/monitoring",
-    "/console/monitoring?endpoint=page-ep&range=7d", "/console/keys", "/console/keys/new", "/console/credentials",
-    "/console/credentials/new", "/console/users", "/console/users/new", "/console/admins", "/console/grants",
-    "/console/grants/new", "/console/usage", "/console/usage?view=chart", "/console/audit",
-]  # fmt: skip
+    "/console",
+    "/console/endpoints",
+    "/console/endpoints/new",
+    "/console/endpoints/new?kind=custom",
+    "/console/endpoints/new?kind=managed",
+    "/console/endpoints/page-ep",
+    "/console/endpoints/page-ep/edit",
+    "/console/endpoints/page-ep/copy",
+    "/console/endpoints/page-ep/delete",
+    "/console/monitoring",
+    "/console/monitoring?endpoint=page-ep&range=7d",
+    "/console/keys",
+    "/console/keys/new",
+    "/console/credentials",
+    "/console/credentials/new",
+    "/console/users",
+    "/console/users/new",
+    "/console/admins",
+    "/console/grants",
+    "/console/grants/new",
+    "/console/usage",
+    "/console/usage?view=chart",
+    "/console/audit",
+]
 
 UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
     .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.name)"""
@@ -50,15 +67,19 @@ def test_no_request_leaves_the_machine_and_every_page_is_complete(console_of: An
         assert crumbs.count() >= 2 and crumbs.first.inner_text() == "Home", path
         assert page.evaluate(UNLABELLED) == [], path
         if page.locator("canvas[data-chart]").count():
-            page.wait_for_function("() => [...document.querySelectorAll('canvas[data-chart]')]"
-                                   ".every(c => window.Chart && Chart.getChart(c))")  # fmt: skip
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('canvas[data-chart]')]"
+                ".every(c => window.Chart && Chart.getChart(c))"
+            )
     assert c.outside == [], f"requests left 127.0.0.1: {c.outside}"
     assert c.js_errors == [], c.js_errors
     c.shot("overview")
 
     # and the guard does catch one: a page that asks for a CDN script is refused and recorded
-    c.page.evaluate("() => { const s = document.createElement('script'); "
-                    "s.src = 'https://cdn.jsdelivr.net/npm/chart.js'; document.head.appendChild(s); }")  # fmt: skip
+    c.page.evaluate(
+        "() => { const s = document.createElement('script'); "
+        "s.src = 'https://cdn.jsdelivr.net/npm/chart.js'; document.head.appendChild(s); }"
+    )
     c.page.wait_for_timeout(300)
     assert c.outside == ["https://cdn.jsdelivr.net/npm/chart.js"]
 
@@ -85,8 +106,17 @@ def test_keyboard_only_sign_in_and_navigation(console_of: Any, seeded: GatewayPr
     c.shot("keyboard-endpoints")
 
 
-@pytest.mark.parametrize("path", ["/console/endpoints", "/console/endpoints/page-ep", "/console/monitoring?endpoint=page-ep",
-                                  "/console/keys", "/console/usage", "/console/endpoints/new"])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/endpoints",
+        "/console/endpoints/page-ep",
+        "/console/monitoring?endpoint=page-ep",
+        "/console/keys",
+        "/console/usage",
+        "/console/endpoints/new",
+    ],
+)
 def test_fits_a_390_px_phone(console_of: Any, seeded: GatewayProcess, path: str) -> None:
     c: Console = console_of(width=390, height=844)
     assert seeded.admin_password

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.console.conftest import Console
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import GatewayProcess
 
@@ -21,8 +20,9 @@ def _user(gw: GatewayProcess, name: str, password: str) -> int:
     return int(out["id"])
 
 
-def test_viewer_sees_no_controls_and_forged_posts_are_refused(console_of: Any, gw: GatewayProcess,
-                                                              upstream: FakeUpstream) -> None:  # fmt: skip
+def test_viewer_sees_no_controls_and_forged_posts_are_refused(
+    console_of: Any, gw: GatewayProcess, upstream: FakeUpstream
+) -> None:
     gw.create_endpoint("viewer-ep", upstream.base_url)
     _user(gw, VIEWER, VIEWER_PW)
     gw.cli("grants", "create", "--user", VIEWER, "--role", "ENDPOINT_VIEWER", "--endpoint", "viewer-ep", "--json")
@@ -64,17 +64,22 @@ def test_viewer_sees_no_controls_and_forged_posts_are_refused(console_of: Any, g
     resp = page.request.post("/console/endpoints/viewer-ep/delete", form={}, max_redirects=0)  # no token at all
     assert resp.status == 403 and "security token" in resp.text()
     assert gw.query("SELECT model_version FROM endpoints WHERE name = 'viewer-ep' AND deleted_at IS NULL") == [
-        ("fake-model",)]  # fmt: skip
+        ("fake-model",)
+    ]
     assert gw.query("SELECT count(*) FROM endpoints WHERE name IN ('rogue', 'stolen-copy')") == [(0,)]
     assert gw.query("SELECT quota_tokens FROM tenants ORDER BY id LIMIT 1") == [(None,)]
-    assert gw.query("SELECT role FROM grants g JOIN users u ON u.id = g.user_id WHERE u.username = ?",
-                    VIEWER) == [("ENDPOINT_VIEWER",)]  # fmt: skip
+    assert gw.query("SELECT role FROM grants g JOIN users u ON u.id = g.user_id WHERE u.username = ?", VIEWER) == [
+        ("ENDPOINT_VIEWER",)
+    ]
 
     # the refusal as the person sees it: a form submitted from the page
-    page.evaluate("""token => { const f = document.createElement('form'); f.method = 'post';
+    page.evaluate(
+        """token => { const f = document.createElement('form'); f.method = 'post';
         f.action = '/console/endpoints/viewer-ep/delete'; const i = document.createElement('input');
         i.type = 'hidden'; i.name = 'csrf_token'; i.value = token; f.appendChild(i); document.body.appendChild(f);
-        f.submit(); }""", token)
+        f.submit(); }""",
+        token,
+    )
     page.wait_for_load_state("load")
     assert "You may not delete endpoint 'viewer-ep'." in page.get_by_role("alert").inner_text()
     v.shot("viewer-forged-delete-refused")
@@ -88,8 +93,10 @@ def test_gateway_admin_rules_are_shown_as_messages(console_of: Any, gw: GatewayP
     assert "cannot remove themselves" in page.locator(".alert-info").inner_text()
     page.locator('#admins-table tr[data-admin="admin"]').get_by_role("link", name="Remove").click()
     page.get_by_role("button", name=re.compile("Remove admin as Gateway Admin")).click()
-    assert "You cannot remove yourself as Gateway Admin; ask another Gateway Admin." in page.locator(
-        "#form-error").inner_text()  # fmt: skip
+    assert (
+        "You cannot remove yourself as Gateway Admin; ask another Gateway Admin."
+        in page.locator("#form-error").inner_text()
+    )
     admin.shot("admins-cannot-remove-self")
 
     _user(gw, "bob", "bob-password-1")
@@ -135,3 +142,14 @@ def test_tenant_switcher_signs_in_to_the_same_username_elsewhere(console_of: Any
     c.goto("/console/endpoints")  # beta's data only: the default tenant's endpoints are not there
     assert "viewer-ep" not in page.content()
     c.shot("switched-to-beta")
+
+
+def test_sign_out_ends_the_session(console_of: Any, gw: GatewayProcess) -> None:
+    assert gw.admin_password
+    c = console_of().login("admin", gw.admin_password)
+    c.page.get_by_role("button", name="Sign out").click()
+    c.page.wait_for_url(re.compile(r"/console/login"))
+    assert "You have been signed out." in c.page.get_by_role("status").inner_text()
+    c.goto("/console/keys")  # the old session is gone: back to the sign-in page
+    assert "/console/login?next=" in c.page.url
+    c.shot("signed-out")

@@ -49,18 +49,37 @@ async def user_new(ctx: PageContext) -> Response:
     if ctx.request.method == "POST":
         form = FormState.of(await ctx.form())
         try:
-            user, generated = await ctx.write(lambda s: usvc.create_user(
-                s, ctx.actor, ctx.tenant_id, username=form.get("username").strip(),
-                password=opt_str(form, "password"), display_name=opt_str(form, "display_name")))  # fmt: skip
+            user, generated = await ctx.write(
+                lambda s: usvc.create_user(
+                    s,
+                    ctx.actor,
+                    ctx.tenant_id,
+                    username=form.get("username").strip(),
+                    password=opt_str(form, "password"),
+                    display_name=opt_str(form, "display_name"),
+                )
+            )
             if generated is None:
                 return redirect("/console/users", f"User {user.username} added.")
-            return render(ctx, "access/user_created.html", title="User added", user=user, password=generated,
-                          breadcrumb=[HOME, ("Users", "/console/users"), (user.username, None)])  # fmt: skip
+            return render(
+                ctx,
+                "access/user_created.html",
+                title="User added",
+                user=user,
+                password=generated,
+                breadcrumb=[HOME, ("Users", "/console/users"), (user.username, None)],
+            )
         except GatewayError as exc:
             form.fail(exc, ("username", "password", "display_name"))
     form.values.pop("password", None)
-    return render(ctx, "access/user_new.html", title="Add user", form=form, status=form.status,
-                  breadcrumb=[HOME, ("Users", "/console/users"), ("Add", None)])  # fmt: skip
+    return render(
+        ctx,
+        "access/user_new.html",
+        title="Add user",
+        form=form,
+        status=form.status,
+        breadcrumb=[HOME, ("Users", "/console/users"), ("Add", None)],
+    )
 
 
 @page
@@ -75,14 +94,23 @@ async def user_active(ctx: PageContext) -> Response:
 async def _admins_page(ctx: PageContext, form: FormState | None = None) -> Response:
     async def op(session: AsyncSession) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return await asvc.list_gateway_admins(session, ctx.actor, ctx.tenant_id), await usvc.list_users(
-            session, ctx.actor, ctx.tenant_id)
+            session, ctx.actor, ctx.tenant_id
+        )
 
     admins, users = await ctx.read(op)
     ids = {a["user_id"] for a in admins}
     candidates = [(u["id"], u["username"]) for u in users if u["id"] not in ids and u["is_active"]]
     form = form or FormState()
-    return render(ctx, "access/admins.html", title="Gateway Admins", breadcrumb=[HOME, ("Gateway Admins", None)],
-                  admins=admins, candidates=candidates, form=form, status=form.status)  # fmt: skip
+    return render(
+        ctx,
+        "access/admins.html",
+        title="Gateway Admins",
+        breadcrumb=[HOME, ("Gateway Admins", None)],
+        admins=admins,
+        candidates=candidates,
+        form=form,
+        status=form.status,
+    )
 
 
 @page
@@ -110,10 +138,16 @@ async def admin_remove(ctx: PageContext) -> Response:
         return redirect("/console/admins", "Gateway Admin removed.")
     admins = await ctx.read(lambda s: asvc.list_gateway_admins(s, ctx.actor, ctx.tenant_id))
     name = next((a["username"] for a in admins if a["user_id"] == user_id), f"user {user_id}")
-    return render(ctx, "confirm.html", title=f"Remove {name}", action=f"/console/admins/{user_id}/remove",
-                  breadcrumb=[HOME, ("Gateway Admins", "/console/admins"), (name, None), ("Remove", None)],
-                  cancel="/console/admins", button=f"Remove {name} as Gateway Admin",
-                  message=f"{name} loses Gateway Admin rights on the very next request (their endpoint grants stay).")  # fmt: skip
+    return render(
+        ctx,
+        "confirm.html",
+        title=f"Remove {name}",
+        action=f"/console/admins/{user_id}/remove",
+        breadcrumb=[HOME, ("Gateway Admins", "/console/admins"), (name, None), ("Remove", None)],
+        cancel="/console/admins",
+        button=f"Remove {name} as Gateway Admin",
+        message=f"{name} loses Gateway Admin rights on the very next request (their endpoint grants stay).",
+    )
 
 
 # -- endpoint grants
@@ -123,16 +157,29 @@ async def grant_list(ctx: PageContext) -> Response:
     filters = FormState({"user": q.get("user", "").strip()[:128], "endpoint": q.get("endpoint", "").strip()[:64]})
 
     async def op(session: AsyncSession) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
-        grants = await gsvc.list_grants(session, ctx.actor, ctx.tenant_id, username=filters.get("user") or None,
-                                        endpoint=filters.get("endpoint") or None)  # fmt: skip
+        grants = await gsvc.list_grants(
+            session,
+            ctx.actor,
+            ctx.tenant_id,
+            username=filters.get("user") or None,
+            endpoint=filters.get("endpoint") or None,
+        )
         mine = {e["name"]: e["my_role"] for e in await views.visible_endpoints(session, ctx.actor, ctx.tenant_id)}
         return grants, mine
 
     grants, my_roles = await ctx.read(op)
     for g in grants:  # a revoke button only where the user's own role allows granting
         g["can_revoke"] = ctx.can(P.ENDPOINT_GRANT, my_roles.get(g["endpoint"]))
-    return render(ctx, "access/grants.html", title="Endpoint permissions", breadcrumb=[HOME, ("Endpoint permissions", None)],
-                  grants=grants, filters=filters, role_help=ROLE_HELP, can_grant=ctx.can_any(P.ENDPOINT_GRANT))  # fmt: skip
+    return render(
+        ctx,
+        "access/grants.html",
+        title="Endpoint permissions",
+        breadcrumb=[HOME, ("Endpoint permissions", None)],
+        grants=grants,
+        filters=filters,
+        role_help=ROLE_HELP,
+        can_grant=ctx.can_any(P.ENDPOINT_GRANT),
+    )
 
 
 @page
@@ -157,17 +204,32 @@ async def grant_new(ctx: PageContext) -> Response:
         chosen = [chosen] if isinstance(chosen, str) else chosen
         form.values["endpoints"] = chosen
         try:
-            done = await ctx.write(lambda s: gsvc.grant_roles(s, ctx.actor, ctx.tenant_id,
-                                                              username=form.get("username").strip(),
-                                                              role=form.get("role"), endpoints=chosen))  # fmt: skip
+            done = await ctx.write(
+                lambda s: gsvc.grant_roles(
+                    s,
+                    ctx.actor,
+                    ctx.tenant_id,
+                    username=form.get("username").strip(),
+                    role=form.get("role"),
+                    endpoints=chosen,
+                )
+            )
             names = ", ".join(g["endpoint"] for g in done)
             return redirect("/console/grants", f"{form.get('username')} is now {form.get('role')} on {names}.")
         except GatewayError as exc:
             form.fail(exc, ("username", "role", "endpoints"))
     roles = [(r.value, f"{r.value} — {ROLE_HELP[r]}") for r in EndpointRole]
-    return render(ctx, "access/grant_new.html", title="Grant endpoint access", form=form, roles=roles, users=users,
-                  grantable=grantable, status=form.status,
-                  breadcrumb=[HOME, ("Endpoint permissions", "/console/grants"), ("Grant", None)])  # fmt: skip
+    return render(
+        ctx,
+        "access/grant_new.html",
+        title="Grant endpoint access",
+        form=form,
+        roles=roles,
+        users=users,
+        grantable=grantable,
+        status=form.status,
+        breadcrumb=[HOME, ("Endpoint permissions", "/console/grants"), ("Grant", None)],
+    )
 
 
 @page

@@ -29,19 +29,41 @@ async def audit_log(ctx: PageContext) -> Response:
     result: dict[str, Any] = {"items": [], "total": 0}
     try:
         since, until = opt_datetime(form, "since", "From"), opt_datetime(form, "until", "To")
-        result = await ctx.read(lambda s: query_audit(
-            s, ctx.actor, ctx.tenant_id, actor_name=form.get("actor") or None, action=form.get("action") or None,
-            target_type=form.get("target_type") or None, target=form.get("target") or None, since=since, until=until,
-            page=min(page_no, 100_000), page_size=PAGE_SIZE))  # fmt: skip
+        result = await ctx.read(
+            lambda s: query_audit(
+                s,
+                ctx.actor,
+                ctx.tenant_id,
+                actor_name=form.get("actor") or None,
+                action=form.get("action") or None,
+                target_type=form.get("target_type") or None,
+                target=form.get("target") or None,
+                since=since,
+                until=until,
+                page=min(page_no, 100_000),
+                page_size=PAGE_SIZE,
+            )
+        )
     except GatewayError as exc:
         if exc.status == 403:
             raise
         form.fail(exc, FILTERS)
     pages = max(1, -(-result["total"] // PAGE_SIZE))
     base = urlencode({k: v for k, v in form.values.items() if v})
-    return render(ctx, "audit.html", title="Audit log", breadcrumb=[("Home", "/console"), ("Audit log", None)],
-                  form=form, items=result["items"], total=result["total"], page=page_no, pages=pages, base=base,
-                  target_types=TARGET_TYPES, status=form.status)  # fmt: skip
+    return render(
+        ctx,
+        "audit.html",
+        title="Audit log",
+        breadcrumb=[("Home", "/console"), ("Audit log", None)],
+        form=form,
+        items=result["items"],
+        total=result["total"],
+        page=page_no,
+        pages=pages,
+        base=base,
+        target_types=TARGET_TYPES,
+        status=form.status,
+    )
 
 
 routes = [Route("/audit", audit_log, methods=["GET"])]

@@ -36,16 +36,31 @@ def _safe_next(value: Any) -> str:
 
 
 def _set_session(response: Response, request: Request, cookie: str) -> None:
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https", path="/")  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
 
 
-def _login_page(request: Request, form: FormState, *, ask_tenant: bool = False, status: int = 200,
-                notice: str | None = None) -> Response:  # fmt: skip
+def _login_page(
+    request: Request, form: FormState, *, ask_tenant: bool = False, status: int = 200, notice: str | None = None
+) -> Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = render_public("login.html", title="Sign in", form=form, login_csrf=token, status=status,
-                             next=_safe_next(form.get("next") or request.query_params.get("next")),
-                             ask_tenant=ask_tenant or bool(form.get("tenant")), notice=notice)  # fmt: skip
+    response = render_public(
+        "login.html",
+        title="Sign in",
+        form=form,
+        login_csrf=token,
+        status=status,
+        next=_safe_next(form.get("next") or request.query_params.get("next")),
+        ask_tenant=ask_tenant or bool(form.get("tenant")),
+        notice=notice,
+    )
     response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/console")
     return response
 
@@ -69,8 +84,9 @@ async def login_submit(request: Request) -> Response:
     tenant = (form.get("tenant") or "").strip() or None
     try:
         async with services.sessions() as session, session.begin():
-            cookie, _, _ = await svc.login(session, form.get("username"), form.get("password"), tenant,
-                                           services.login_throttle, address)  # fmt: skip
+            cookie, _, _ = await svc.login(
+                session, form.get("username"), form.get("password"), tenant, services.login_throttle, address
+            )
     except BadRequest as exc:
         form.fail(exc, ("username", "password", "tenant"))
         return _login_page(request, form, ask_tenant=exc.param == "tenant", status=400)
@@ -96,8 +112,14 @@ async def logout(ctx: PageContext) -> Response:
 
 
 def _switch_page(ctx: PageContext, form: FormState, status: int = 200) -> Response:
-    return render(ctx, "switch_tenant.html", title="Switch tenant", form=form, status=status,
-                  breadcrumb=[("Home", "/console"), ("Switch tenant", None)])  # fmt: skip
+    return render(
+        ctx,
+        "switch_tenant.html",
+        title="Switch tenant",
+        form=form,
+        status=status,
+        breadcrumb=[("Home", "/console"), ("Switch tenant", None)],
+    )
 
 
 @page
@@ -112,8 +134,9 @@ async def switch_tenant(ctx: PageContext) -> Response:
     address = ctx.request.client.host if ctx.request.client else "?"
     try:
         async with ctx.services.sessions() as session, session.begin():
-            cookie, _, _ = await svc.login(session, ctx.user.username, form.get("password"), tenant,
-                                           ctx.services.login_throttle, address)  # fmt: skip
+            cookie, _, _ = await svc.login(
+                session, ctx.user.username, form.get("password"), tenant, ctx.services.login_throttle, address
+            )
             await svc.logout(session, ctx.request.cookies.get(SESSION_COOKIE, ""))
     except GatewayError as exc:
         form.fail(exc, ("tenant",))

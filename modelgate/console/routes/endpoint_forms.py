@@ -31,27 +31,54 @@ __all__ = ["routes"]
 
 P = Permission
 KINDS = {"preset": "From a vendor preset", "custom": "Custom (OpenAI-compatible URL)", "managed": "Managed model"}
-LIMIT_INTS = {"rpm": "Requests per minute", "tpm": "Tokens per minute", "default_output_tokens": "Default output tokens"}
+LIMIT_INTS = {
+    "rpm": "Requests per minute",
+    "tpm": "Tokens per minute",
+    "default_output_tokens": "Default output tokens",
+}
 LIMIT_FLOATS = {"connect_timeout": "Connect timeout", "read_timeout": "Read timeout"}
 PRICES = {"price_input_per_m": "Input price", "price_output_per_m": "Output price"}
-FIELDS = ("name", "vendor", "region", "base_url", "category", "model_version", "credential_id", "credential_secret",
-          "managed_model", "description", "quota_tokens", "quota_cycle", *LIMIT_INTS, *LIMIT_FLOATS, *PRICES)  # fmt: skip
+FIELDS = (
+    "name",
+    "vendor",
+    "region",
+    "base_url",
+    "category",
+    "model_version",
+    "credential_id",
+    "credential_secret",
+    "managed_model",
+    "description",
+    "quota_tokens",
+    "quota_cycle",
+    *LIMIT_INTS,
+    *LIMIT_FLOATS,
+    *PRICES,
+)
 
 
 def _vendor_data() -> dict[str, Any]:
-    return {v.id: {"name": v.name, "regions": v.as_json()["regions"], "categories": list(v.categories)}
-            for v in VENDORS.values()}  # fmt: skip
+    return {
+        v.id: {"name": v.name, "regions": v.as_json()["regions"], "categories": list(v.categories)}
+        for v in VENDORS.values()
+    }
 
 
 async def _options(ctx: PageContext, session: AsyncSession) -> dict[str, Any]:
     """Choices the form offers: credentials (to those who manage them) and the managed-model catalog."""
     creds = []
     if ctx.can(P.CREDENTIALS_MANAGE):
-        creds = [(c.id, f"{c.name} ({c.secret_hint})") for c in await csvc.list_credentials(session, ctx.actor, ctx.tenant_id)]
-    managed = (await session.execute(
-        select(t.ManagedModel.name, t.ManagedModel.vendor, t.ManagedModel.category, t.ManagedModel.model_version)
-        .where(t.ManagedModel.is_active.is_(True)).order_by(t.ManagedModel.name)
-    )).all()  # fmt: skip
+        creds = [
+            (c.id, f"{c.name} ({c.secret_hint})")
+            for c in await csvc.list_credentials(session, ctx.actor, ctx.tenant_id)
+        ]
+    managed = (
+        await session.execute(
+            select(t.ManagedModel.name, t.ManagedModel.vendor, t.ManagedModel.category, t.ManagedModel.model_version)
+            .where(t.ManagedModel.is_active.is_(True))
+            .order_by(t.ManagedModel.name)
+        )
+    ).all()
     return {"credentials": creds, "managed_models": [(n, f"{n} — {v}, {c}, {mv}") for n, v, c, mv in managed]}
 
 
@@ -80,19 +107,31 @@ def _common(form: FormState, values: dict[str, Any], *, editing: bool, quota: bo
             values["quota_cycle"] = opt_str(form, "quota_cycle")
 
 
-async def _credential(ctx: PageContext, session: AsyncSession, form: FormState, values: dict[str, Any],
-                      endpoint_name: str, vendor: str | None) -> None:  # fmt: skip
+async def _credential(
+    ctx: PageContext,
+    session: AsyncSession,
+    form: FormState,
+    values: dict[str, Any],
+    endpoint_name: str,
+    vendor: str | None,
+) -> None:
     if not ctx.can(P.CREDENTIALS_MANAGE):
         return
     secret = opt_str(form, "credential_secret")
     if secret is not None:
-        taken = set((await session.execute(select(t.VendorCredential.name)
-                                           .where(t.VendorCredential.tenant_id == ctx.tenant_id))).scalars())  # fmt: skip
+        taken = set(
+            (
+                await session.execute(
+                    select(t.VendorCredential.name).where(t.VendorCredential.tenant_id == ctx.tenant_id)
+                )
+            ).scalars()
+        )
         name, n = f"{endpoint_name}-key", 2
         while name in taken:
             name, n = f"{endpoint_name}-key-{n}", n + 1
-        cred = await csvc.create_credential(session, ctx.services.box, ctx.actor, ctx.tenant_id, name=name,
-                                            secret=secret, vendor=vendor)  # fmt: skip
+        cred = await csvc.create_credential(
+            session, ctx.services.box, ctx.actor, ctx.tenant_id, name=name, secret=secret, vendor=vendor
+        )
         values["credential_id"] = cred.id
     else:
         values["credential_id"] = opt_int(form, "credential_id", "Credential")
@@ -102,8 +141,13 @@ async def _create_values(ctx: PageContext, session: AsyncSession, form: FormStat
     name = svc.validate_name(form.get("name").strip())
     values: dict[str, Any] = {"name": name, "kind": kind}
     if kind == "managed":
-        m = (await session.execute(select(t.ManagedModel).where(
-            t.ManagedModel.name == form.get("managed_model"), t.ManagedModel.is_active.is_(True)))).scalar_one_or_none()  # fmt: skip
+        m = (
+            await session.execute(
+                select(t.ManagedModel).where(
+                    t.ManagedModel.name == form.get("managed_model"), t.ManagedModel.is_active.is_(True)
+                )
+            )
+        ).scalar_one_or_none()
         if m is None:
             raise BadRequest("Choose a managed model from the catalog.", param="managed_model")
         values.update(managed_model_id=m.id, vendor=m.vendor, category=m.category, model_version=m.model_version)
@@ -115,8 +159,11 @@ async def _create_values(ctx: PageContext, session: AsyncSession, form: FormStat
             if vendor is None:
                 raise BadRequest("Choose a vendor.", param="vendor")
             if values["category"] not in vendor.categories:
-                raise BadRequest(f"{vendor.name} does not offer '{values['category']}' models here (it offers "
-                                 f"{', '.join(vendor.categories)}).", param="category")  # fmt: skip
+                raise BadRequest(
+                    f"{vendor.name} does not offer '{values['category']}' models here (it offers "
+                    f"{', '.join(vendor.categories)}).",
+                    param="category",
+                )
             values["vendor"] = vendor.id
             values["base_url"] = opt_str(form, "base_url") or vendor_base_url(vendor.id, opt_str(form, "region"))
         else:
@@ -127,19 +174,33 @@ async def _create_values(ctx: PageContext, session: AsyncSession, form: FormStat
     return values
 
 
-def _form_page(ctx: PageContext, form: FormState, *, kind: str, ep: t.Endpoint | None, role: str | None,
-               options: dict[str, Any]) -> Response:  # fmt: skip
+def _form_page(
+    ctx: PageContext, form: FormState, *, kind: str, ep: t.Endpoint | None, role: str | None, options: dict[str, Any]
+) -> Response:
     if ep is None:
         title, crumbs = "New endpoint", [("New", None)]
     else:
         title, crumbs = f"Edit {ep.name}", [(ep.name, f"/console/endpoints/{ep.name}"), ("Edit", None)]
     vendor = VENDORS.get(form.get("vendor"))
     regions = [(r, f"{r} — {u}") for r, u in vendor.regions.items()] if vendor else []
-    return render(ctx, "endpoints/form.html", title=title, form=form, kind=kind, kinds=KINDS, ep=ep, role=role,
-                  breadcrumb=[("Home", "/console"), ("Endpoints", "/console/endpoints"), *crumbs],
-                  vendors=[(v.id, v.name) for v in VENDORS.values()], regions=regions, vendor_data=_vendor_data(),
-                  categories=CATEGORIES, status=form.status,
-                  quota_editable=ep is None or ctx.can(P.ENDPOINT_EDIT_QUOTA, role), **options)  # fmt: skip
+    return render(
+        ctx,
+        "endpoints/form.html",
+        title=title,
+        form=form,
+        kind=kind,
+        kinds=KINDS,
+        ep=ep,
+        role=role,
+        breadcrumb=[("Home", "/console"), ("Endpoints", "/console/endpoints"), *crumbs],
+        vendors=[(v.id, v.name) for v in VENDORS.values()],
+        regions=regions,
+        vendor_data=_vendor_data(),
+        categories=CATEGORIES,
+        status=form.status,
+        quota_editable=ep is None or ctx.can(P.ENDPOINT_EDIT_QUOTA, role),
+        **options,
+    )
 
 
 def _fill_preset(form: FormState) -> None:
@@ -211,8 +272,9 @@ async def endpoint_edit(ctx: PageContext) -> Response:
         target, own = await views.visible_endpoint(session, ctx.actor, ctx.tenant_id, name)
         values: dict[str, Any] = {}
         if target.managed_model_id is None:
-            values.update(model_version=form.get("model_version"), category=form.get("category"),
-                          base_url=form.get("base_url"))  # fmt: skip
+            values.update(
+                model_version=form.get("model_version"), category=form.get("category"), base_url=form.get("base_url")
+            )
             await _credential(ctx, session, form, values, name, target.vendor)
         _common(form, values, editing=True, quota=ctx.can(P.ENDPOINT_EDIT_QUOTA, own))
         updated = await svc.update_endpoint(session, ctx.services.settings, ctx.actor, target, values, own)

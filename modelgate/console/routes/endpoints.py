@@ -35,14 +35,31 @@ def _crumbs(*more: tuple[str, str | None]) -> list[tuple[str, str | None]]:
 async def endpoint_list(ctx: PageContext) -> Response:
     q = ctx.request.query_params
     filters = {k: (q.get(k) or "").strip()[:64] for k in ("category", "vendor", "status", "q")}
-    rows = await ctx.read(lambda s: views.visible_endpoints(
-        s, ctx.actor, ctx.tenant_id, category=filters["category"] or None, vendor=filters["vendor"] or None,
-        status=filters["status"] or None, q=filters["q"] or None))  # fmt: skip
+    rows = await ctx.read(
+        lambda s: views.visible_endpoints(
+            s,
+            ctx.actor,
+            ctx.tenant_id,
+            category=filters["category"] or None,
+            vendor=filters["vendor"] or None,
+            status=filters["status"] or None,
+            q=filters["q"] or None,
+        )
+    )
     vendors = sorted({*VENDORS, *(r["vendor"] for r in rows)})
     top = max((r["invocations"] for r in rows), default=0)
-    return render(ctx, "endpoints/list.html", title="Endpoints", breadcrumb=_crumbs(("Endpoints", None)),
-                  rows=rows, filters=FormState(filters), top=top, categories=CATEGORIES, vendors=vendors,
-                  filtered=any(filters.values()))  # fmt: skip
+    return render(
+        ctx,
+        "endpoints/list.html",
+        title="Endpoints",
+        breadcrumb=[("Home", "/console"), ("Endpoints", None)],
+        rows=rows,
+        filters=FormState(filters),
+        top=top,
+        categories=CATEGORIES,
+        vendors=vendors,
+        filtered=any(filters.values()),
+    )
 
 
 async def _details(ctx: PageContext, name: str) -> dict[str, Any]:
@@ -58,8 +75,15 @@ async def _details(ctx: PageContext, name: str) -> dict[str, Any]:
 
 
 def _detail_page(ctx: PageContext, ep: dict[str, Any], test: dict[str, Any] | None = None) -> Response:
-    return render(ctx, "endpoints/detail.html", title=ep["name"], breadcrumb=_crumbs((ep["name"], None)), ep=ep,
-                  test=test, role=ep["my_role"])  # fmt: skip
+    return render(
+        ctx,
+        "endpoints/detail.html",
+        title=ep["name"],
+        breadcrumb=_crumbs((ep["name"], None)),
+        ep=ep,
+        test=test,
+        role=ep["my_role"],
+    )
 
 
 @page
@@ -77,8 +101,13 @@ async def endpoint_test(ctx: PageContext) -> Response:
     try:
         result = await ctx.services.gateway.test_connection(ctx.tenant_id, ctx.user.id, ep.name)
     except GatewayError as exc:
-        result = {"success": False, "latency_ms": None, "upstream_status": None, "error": exc.message,
-                  "request_id": None}  # fmt: skip
+        result = {
+            "success": False,
+            "latency_ms": None,
+            "upstream_status": None,
+            "error": exc.message,
+            "request_id": None,
+        }
     if ctx.request.headers.get("hx-request"):
         return HTMLResponse(templates.get_template("endpoints/_test_result.html").render(test=result))
     return _detail_page(ctx, await _details(ctx, name), test=result)
@@ -102,8 +131,15 @@ async def endpoint_copy(ctx: PageContext) -> Response:
             return redirect(f"/console/endpoints/{new}", f"Endpoint {new} created as a copy of {name}.")
         except GatewayError as exc:
             form.fail(exc, ("name",))
-    return render(ctx, "endpoints/copy.html", title=f"Copy {name}", status=form.status,
-                  breadcrumb=_crumbs((name, f"/console/endpoints/{name}"), ("Copy", None)), form=form, ep=ep)  # fmt: skip
+    return render(
+        ctx,
+        "endpoints/copy.html",
+        title=f"Copy {name}",
+        status=form.status,
+        breadcrumb=_crumbs((name, f"/console/endpoints/{name}"), ("Copy", None)),
+        form=form,
+        ep=ep,
+    )
 
 
 @page
@@ -111,6 +147,7 @@ async def endpoint_delete(ctx: PageContext) -> Response:
     name = ctx.request.path_params["name"]
     ep, role = await ctx.read(lambda s: views.visible_endpoint(s, ctx.actor, ctx.tenant_id, name))
     if ctx.request.method == "POST":
+
         async def op(session: Any) -> None:
             target, own = await views.visible_endpoint(session, ctx.actor, ctx.tenant_id, name)
             await svc.delete_endpoint(session, ctx.actor, target, confirm=True, endpoint_role=own)
@@ -119,8 +156,13 @@ async def endpoint_delete(ctx: PageContext) -> Response:
         return redirect("/console/endpoints", f"Endpoint {name} was deleted.")
     if not ctx.can(P.ENDPOINT_DELETE, role):
         raise PermissionDenied(f"You may not delete endpoint '{name}'.")
-    return render(ctx, "endpoints/delete.html", title=f"Delete {name}", ep=ep,
-                  breadcrumb=_crumbs((name, f"/console/endpoints/{name}"), ("Delete", None)))  # fmt: skip
+    return render(
+        ctx,
+        "endpoints/delete.html",
+        title=f"Delete {name}",
+        ep=ep,
+        breadcrumb=_crumbs((name, f"/console/endpoints/{name}"), ("Delete", None)),
+    )
 
 
 routes = [

@@ -34,14 +34,23 @@ async def key_list(ctx: PageContext) -> Response:
     filters = FormState({"status": q.get("status", ""), "owner": q.get("owner", "").strip()[:128]})
 
     async def op(session: AsyncSession) -> tuple[list[Any], list[str]]:
-        rows = await ksvc.list_keys(session, ctx.actor, ctx.tenant_id, status=filters.get("status") or None,
-                                    owner=filters.get("owner") or None)  # fmt: skip
+        rows = await ksvc.list_keys(
+            session, ctx.actor, ctx.tenant_id, status=filters.get("status") or None, owner=filters.get("owner") or None
+        )
         owners = sorted({u for _, u in await ksvc.list_keys(session, ctx.actor, ctx.tenant_id)})
         return [ksvc.key_out(k, u) for k, u in rows], owners
 
     keys, owners = await ctx.read(op)
-    return render(ctx, "keys/list.html", title="API keys", breadcrumb=[*_KEYS[:1], ("API keys", None)], keys=keys,
-                  filters=filters, owners=owners, filtered=bool(filters.get("status") or filters.get("owner")))  # fmt: skip
+    return render(
+        ctx,
+        "keys/list.html",
+        title="API keys",
+        breadcrumb=[*_KEYS[:1], ("API keys", None)],
+        keys=keys,
+        filters=filters,
+        owners=owners,
+        filtered=bool(filters.get("status") or filters.get("owner")),
+    )
 
 
 async def _owners(ctx: PageContext) -> list[tuple[str, str]]:
@@ -62,19 +71,39 @@ async def key_new(ctx: PageContext) -> Response:
 
         async def op(session: AsyncSession) -> tuple[dict[str, Any], str]:
             key, secret = await ksvc.create_key(
-                session, ctx.actor, ctx.tenant_id, owner=form.get("owner").strip(), name=opt_str(form, "name"),
-                expires_at=opt_datetime(form, "expires_at", "Expiry"), rpm=opt_int(form, "rpm", "RPM"),
-                tpm=opt_int(form, "tpm", "TPM"))  # fmt: skip
+                session,
+                ctx.actor,
+                ctx.tenant_id,
+                owner=form.get("owner").strip(),
+                name=opt_str(form, "name"),
+                expires_at=opt_datetime(form, "expires_at", "Expiry"),
+                rpm=opt_int(form, "rpm", "RPM"),
+                tpm=opt_int(form, "tpm", "TPM"),
+            )
             return ksvc.key_out(key, form.get("owner").strip()), secret
 
         try:
             key, secret = await ctx.write(op)
-            return render(ctx, "keys/secret.html", title="API key created", key=key, secret=secret, rotated=False,
-                          breadcrumb=[*_KEYS, (key["name"], None)])  # fmt: skip
+            return render(
+                ctx,
+                "keys/secret.html",
+                title="API key created",
+                key=key,
+                secret=secret,
+                rotated=False,
+                breadcrumb=[*_KEYS, (key["name"], None)],
+            )
         except GatewayError as exc:
             form.fail(exc, ("owner", "name", "expires_at", "rpm", "tpm"))
-    return render(ctx, "keys/new.html", title="New API key", form=form, owners=owners,
-                  breadcrumb=[*_KEYS, ("New", None)], status=form.status)  # fmt: skip
+    return render(
+        ctx,
+        "keys/new.html",
+        title="New API key",
+        form=form,
+        owners=owners,
+        breadcrumb=[*_KEYS, ("New", None)],
+        status=form.status,
+    )
 
 
 def _key_id(ctx: PageContext) -> int:
@@ -105,14 +134,29 @@ async def key_rotate(ctx: PageContext) -> Response:
                 return ksvc.key_out(k), secret
 
             out, secret = await ctx.write(op)
-            return render(ctx, "keys/secret.html", title="API key rotated", key=out, secret=secret, rotated=True,
-                          grace=grace, breadcrumb=[*_KEYS, (out["name"], None)])  # fmt: skip
+            return render(
+                ctx,
+                "keys/secret.html",
+                title="API key rotated",
+                key=out,
+                secret=secret,
+                rotated=True,
+                grace=grace,
+                breadcrumb=[*_KEYS, (out["name"], None)],
+            )
         except GatewayError as exc:
             form.fail(exc, ("grace",))
     elif not ctx.can(P.KEYS_MANAGE):
         raise PermissionDenied("Only Gateway Admins may rotate API keys.")
-    return render(ctx, "keys/rotate.html", title=f"Rotate {key.name}", key=key, form=form,
-                  breadcrumb=[*_KEYS, (key.name, None), ("Rotate", None)], status=form.status)  # fmt: skip
+    return render(
+        ctx,
+        "keys/rotate.html",
+        title=f"Rotate {key.name}",
+        key=key,
+        form=form,
+        breadcrumb=[*_KEYS, (key.name, None), ("Rotate", None)],
+        status=form.status,
+    )
 
 
 @page
@@ -125,17 +169,29 @@ async def key_delete(ctx: PageContext) -> Response:
     if not ctx.can(P.KEYS_MANAGE):
         raise PermissionDenied("Only Gateway Admins may delete API keys.")
     key = await ctx.read(lambda s: ksvc.get_key(s, ctx.actor, ctx.tenant_id, key_id))
-    return render(ctx, "confirm.html", title=f"Delete {key.name}", breadcrumb=[*_KEYS, (key.name, None), ("Delete", None)],
-                  action=f"/console/keys/{key_id}/delete", cancel="/console/keys", button=f"Delete {key.name}",
-                  message=f"Deleting API key {key.name} (mg-{key.public_id}-…) is irreversible: every client using it "
-                          "is refused from the next request on. Its usage history stays.")  # fmt: skip
+    return render(
+        ctx,
+        "confirm.html",
+        title=f"Delete {key.name}",
+        breadcrumb=[*_KEYS, (key.name, None), ("Delete", None)],
+        action=f"/console/keys/{key_id}/delete",
+        cancel="/console/keys",
+        button=f"Delete {key.name}",
+        message=f"Deleting API key {key.name} (mg-{key.public_id}-…) is irreversible: every client using it "
+        "is refused from the next request on. Its usage history stays.",
+    )
 
 
 @page
 async def credential_list(ctx: PageContext) -> Response:
     creds = await ctx.read(lambda s: csvc.list_credentials(s, ctx.actor, ctx.tenant_id))
-    return render(ctx, "keys/credentials.html", title="Vendor credentials", breadcrumb=[_CREDS[0], ("Vendor credentials", None)],
-                  credentials=[csvc.credential_out(c) for c in creds])  # fmt: skip
+    return render(
+        ctx,
+        "keys/credentials.html",
+        title="Vendor credentials",
+        breadcrumb=[_CREDS[0], ("Vendor credentials", None)],
+        credentials=[csvc.credential_out(c) for c in creds],
+    )
 
 
 @page
@@ -146,16 +202,30 @@ async def credential_new(ctx: PageContext) -> Response:
     if ctx.request.method == "POST":
         form = FormState.of(await ctx.form())
         try:
-            cred = await ctx.write(lambda s: csvc.create_credential(
-                s, ctx.services.box, ctx.actor, ctx.tenant_id, name=form.get("name").strip(),
-                secret=form.get("secret"), vendor=opt_str(form, "vendor")))  # fmt: skip
+            cred = await ctx.write(
+                lambda s: csvc.create_credential(
+                    s,
+                    ctx.services.box,
+                    ctx.actor,
+                    ctx.tenant_id,
+                    name=form.get("name").strip(),
+                    secret=form.get("secret"),
+                    vendor=opt_str(form, "vendor"),
+                )
+            )
             return redirect("/console/credentials", f"Credential {cred.name} stored (encrypted).")
         except GatewayError as exc:
             form.fail(exc, ("name", "secret", "vendor"))
     form.values.pop("secret", None)  # a secret is never sent back to the browser
-    return render(ctx, "keys/credential_new.html", title="New vendor credential", form=form,
-                  vendors=[(v.id, v.name) for v in VENDORS.values()], breadcrumb=[*_CREDS, ("New", None)],
-                  status=form.status)  # fmt: skip
+    return render(
+        ctx,
+        "keys/credential_new.html",
+        title="New vendor credential",
+        form=form,
+        vendors=[(v.id, v.name) for v in VENDORS.values()],
+        breadcrumb=[*_CREDS, ("New", None)],
+        status=form.status,
+    )
 
 
 @page
@@ -167,9 +237,16 @@ async def credential_delete(ctx: PageContext) -> Response:
     creds = await ctx.read(lambda s: csvc.list_credentials(s, ctx.actor, ctx.tenant_id))
     cred = next((c for c in creds if c.id == cred_id), None)
     name = cred.name if cred else f"#{cred_id}"
-    return render(ctx, "confirm.html", title=f"Delete {name}", breadcrumb=[*_CREDS, (name, None), ("Delete", None)],
-                  action=f"/console/credentials/{cred_id}/delete", cancel="/console/credentials", button=f"Delete {name}",
-                  message=f"Deleting credential {name} is irreversible; endpoints still using it must be changed first.")  # fmt: skip
+    return render(
+        ctx,
+        "confirm.html",
+        title=f"Delete {name}",
+        breadcrumb=[*_CREDS, (name, None), ("Delete", None)],
+        action=f"/console/credentials/{cred_id}/delete",
+        cancel="/console/credentials",
+        button=f"Delete {name}",
+        message=f"Deleting credential {name} is irreversible; endpoints still using it must be changed first.",
+    )
 
 
 routes = [

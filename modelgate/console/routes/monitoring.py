@@ -24,8 +24,18 @@ from modelgate.services.monitoring import endpoint_metrics, parse_range
 
 __all__ = ["RANGES", "routes"]
 
-RANGES = (("1m", "Last minute"), ("5m", "5 minutes"), ("15m", "15 minutes"), ("1h", "1 hour"), ("6h", "6 hours"),
-          ("1d", "24 hours"), ("7d", "7 days"), ("30d", "30 days"), ("60d", "60 days"), ("custom", "Custom…"))  # fmt: skip
+RANGES = (
+    ("1m", "Last minute"),
+    ("5m", "5 minutes"),
+    ("15m", "15 minutes"),
+    ("1h", "1 hour"),
+    ("6h", "6 hours"),
+    ("1d", "24 hours"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("60d", "60 days"),
+    ("custom", "Custom…"),
+)
 
 
 def _label(iso: str, granularity: str) -> str:
@@ -42,18 +52,39 @@ def charts(metrics: dict[str, Any]) -> dict[str, Any]:
         return [p[key] for p in series]
 
     return {
-        "requests": {"type": "bar", "labels": labels, "stacked": True, "datasets": [
-            {"label": "Successes", "data": col("successes"), "color": "#12b886"},
-            {"label": "Errors", "data": col("errors"), "color": "#e8590c"}]},
-        "success": {"type": "line", "labels": labels, "percent": True, "datasets": [
-            {"label": "Success rate", "data": col("success_rate"), "fill": True}]},
-        "latency": {"type": "line", "labels": labels, "datasets": [
-            {"label": "Average (ms)", "data": col("latency_avg_ms")},
-            {"label": "p95 (ms)", "data": col("latency_p95_ms"), "color": "#f59f00"}]},
-        "tokens": {"type": "bar", "labels": labels, "stacked": True, "datasets": [
-            {"label": "Input tokens", "data": col("input_tokens")},
-            {"label": "Output tokens", "data": col("output_tokens"), "color": "#ae3ec9"}]},
-    }  # fmt: skip
+        "requests": {
+            "type": "bar",
+            "labels": labels,
+            "stacked": True,
+            "datasets": [
+                {"label": "Successes", "data": col("successes"), "color": "#12b886"},
+                {"label": "Errors", "data": col("errors"), "color": "#e8590c"},
+            ],
+        },
+        "success": {
+            "type": "line",
+            "labels": labels,
+            "percent": True,
+            "datasets": [{"label": "Success rate", "data": col("success_rate"), "fill": True}],
+        },
+        "latency": {
+            "type": "line",
+            "labels": labels,
+            "datasets": [
+                {"label": "Average (ms)", "data": col("latency_avg_ms")},
+                {"label": "p95 (ms)", "data": col("latency_p95_ms"), "color": "#f59f00"},
+            ],
+        },
+        "tokens": {
+            "type": "bar",
+            "labels": labels,
+            "stacked": True,
+            "datasets": [
+                {"label": "Input tokens", "data": col("input_tokens")},
+                {"label": "Output tokens", "data": col("output_tokens"), "color": "#ae3ec9"},
+            ],
+        },
+    }
 
 
 def _when(form: FormState, key: str) -> datetime | None:
@@ -107,9 +138,19 @@ async def monitoring(ctx: PageContext) -> Response:
         by_type = metrics["overview"]["errors_by_type"]
         total = sum(by_type.values())
         errors = [(k, v, v / total if total else 0) for k, v in sorted(by_type.items(), key=lambda kv: -kv[1]) if v]
-    return render(ctx, "monitoring.html", title="Monitoring", breadcrumb=crumbs, form=form, names=data["names"],
-                  metrics=metrics, charts=charts(metrics) if metrics else None, ranges=RANGES, errors=errors,
-                  status=form.status)  # fmt: skip
+    return render(
+        ctx,
+        "monitoring.html",
+        title="Monitoring",
+        breadcrumb=crumbs,
+        form=form,
+        names=data["names"],
+        metrics=metrics,
+        charts=charts(metrics) if metrics else None,
+        ranges=RANGES,
+        errors=errors,
+        status=form.status,
+    )
 
 
 routes = [Route("/monitoring", monitoring, methods=["GET"])]

@@ -32,9 +32,17 @@ async def overview(ctx: PageContext) -> Response:
 
     data = await ctx.read(op)
     top = sorted(data["endpoints"], key=lambda e: -e["invocations"])[:8]
-    return render(ctx, "overview.html", title="Overview", breadcrumb=[("Home", "/console"), ("Overview", None)], top=top,
-                  endpoint_count=len(data["endpoints"]), invocations=sum(e["invocations"] for e in data["endpoints"]),
-                  active_keys=sum(1 for k, _ in data["keys"] if k.status == "active"), quota=data["quota"])  # fmt: skip
+    return render(
+        ctx,
+        "overview.html",
+        title="Overview",
+        breadcrumb=[("Home", "/console"), ("Overview", None)],
+        top=top,
+        endpoint_count=len(data["endpoints"]),
+        invocations=sum(e["invocations"] for e in data["endpoints"]),
+        active_keys=sum(1 for k, _ in data["keys"] if k.status == "active"),
+        quota=data["quota"],
+    )
 
 
 routes = [Route("/", overview, methods=["GET"])]

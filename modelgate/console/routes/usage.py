@@ -51,8 +51,18 @@ def summarise(stats: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, An
     days: dict[str, None] = {}
     for r in stats["rows"]:
         days[r["date"]] = None
-        agg = by_name.setdefault(r["name"], {"name": r["name"], "calls": 0, "input_tokens": 0, "output_tokens": 0,
-                                             "total_tokens": 0, "cost": 0.0, "daily": {}})  # fmt: skip
+        agg = by_name.setdefault(
+            r["name"],
+            {
+                "name": r["name"],
+                "calls": 0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "total_tokens": 0,
+                "cost": 0.0,
+                "daily": {},
+            },
+        )
         for k in ("calls", "input_tokens", "output_tokens", "total_tokens", "cost"):
             agg[k] += r[k]
         agg["daily"][r["date"]] = agg["daily"].get(r["date"], 0) + r["total_tokens"]
@@ -62,15 +72,23 @@ def summarise(stats: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, An
     datasets = [{"label": a["name"], "data": [a["daily"].get(d, 0) for d in labels]} for a in rows[:_CHART_SERIES]]
     rest = rows[_CHART_SERIES:]
     if rest:
-        datasets.append({"label": "others", "data": [sum(a["daily"].get(d, 0) for a in rest) for d in labels],
-                         "color": "#adb5bd"})  # fmt: skip
+        datasets.append(
+            {"label": "others", "data": [sum(a["daily"].get(d, 0) for a in rest) for d in labels], "color": "#adb5bd"}
+        )
     return rows, {"type": "bar", "stacked": True, "labels": labels, "datasets": datasets}
 
 
 async def _usage_page(ctx: PageContext, quota_form: FormState | None = None) -> Response:
     q = ctx.request.query_params
-    form = FormState({"dimension": q.get("dimension", "endpoint"), "range": q.get("range", "last_week"),
-                      "start": q.get("start", ""), "end": q.get("end", ""), "view": q.get("view", "list")})  # fmt: skip
+    form = FormState(
+        {
+            "dimension": q.get("dimension", "endpoint"),
+            "range": q.get("range", "last_week"),
+            "start": q.get("start", ""),
+            "end": q.get("end", ""),
+            "view": q.get("view", "list"),
+        }
+    )
     view = "chart" if form.get("view") == "chart" else "list"
 
     async def op(session: AsyncSession) -> dict[str, Any]:
@@ -79,9 +97,15 @@ async def _usage_page(ctx: PageContext, quota_form: FormState | None = None) -> 
         if ctx.can(P.TENANT_QUOTA_MANAGE):
             out["quota"] = await quota_status(session, tenant)
         try:
-            out["stats"] = await usage_stats(session, ctx.actor, tenant, dimension=form.get("dimension"),
-                                             range_=form.get("range"), start=_date(form, "start"),
-                                             end=_date(form, "end"))  # fmt: skip
+            out["stats"] = await usage_stats(
+                session,
+                ctx.actor,
+                tenant,
+                dimension=form.get("dimension"),
+                range_=form.get("range"),
+                start=_date(form, "start"),
+                end=_date(form, "end"),
+            )
         except GatewayError as exc:
             form.fail(exc, ("dimension", "range", "start", "end"))
         return out
@@ -89,18 +113,41 @@ async def _usage_page(ctx: PageContext, quota_form: FormState | None = None) -> 
     data = await ctx.read(op)
     quota = data["quota"]
     if quota_form is None:
-        quota_form = FormState({"tokens": "" if not quota or quota["total"] is None else quota["total"],
-                                "cycle": quota["cycle"] if quota else "monthly"})  # fmt: skip
+        quota_form = FormState(
+            {
+                "tokens": "" if not quota or quota["total"] is None else quota["total"],
+                "cycle": quota["cycle"] if quota else "monthly",
+            }
+        )
     rows, chart = summarise(data["stats"]) if data["stats"] else ([], None)
     trend = None
     if quota:
-        trend = {"type": "bar", "labels": [d["date"] for d in quota["daily"]],
-                 "datasets": [{"label": "Tokens", "data": [d["tokens"] for d in quota["daily"]]}]}  # fmt: skip
+        trend = {
+            "type": "bar",
+            "labels": [d["date"] for d in quota["daily"]],
+            "datasets": [{"label": "Tokens", "data": [d["tokens"] for d in quota["daily"]]}],
+        }
     query = {k: form.get(k) for k in ("dimension", "range", "start", "end") if form.get(k)}
-    return render(ctx, "usage.html", title="Usage", breadcrumb=[("Home", "/console"), ("Usage", None)], form=form,
-                  view=view, stats=data["stats"], rows=rows, chart=chart, quota=quota, trend=trend,
-                  quota_form=quota_form, cycles=CYCLES, dimensions=list(DIMENSIONS), ranges=RANGES, query=query,
-                  months=_months(date.today()), status=max(form.status, quota_form.status))  # fmt: skip
+    return render(
+        ctx,
+        "usage.html",
+        title="Usage",
+        breadcrumb=[("Home", "/console"), ("Usage", None)],
+        form=form,
+        view=view,
+        stats=data["stats"],
+        rows=rows,
+        chart=chart,
+        quota=quota,
+        trend=trend,
+        quota_form=quota_form,
+        cycles=CYCLES,
+        dimensions=list(DIMENSIONS),
+        ranges=RANGES,
+        query=query,
+        months=_months(date.today()),
+        status=max(form.status, quota_form.status),
+    )
 
 
 @page
@@ -129,14 +176,23 @@ async def usage_csv(ctx: PageContext) -> Response:
 
     async def op(session: AsyncSession) -> dict[str, Any]:
         tenant = await session.get(t.Tenant, ctx.tenant_id)
-        return await usage_stats(session, ctx.actor, tenant, dimension=form.get("dimension") or "endpoint",
-                                 range_=form.get("range") or "last_week", start=_date(form, "start"),
-                                 end=_date(form, "end"))  # fmt: skip
+        return await usage_stats(
+            session,
+            ctx.actor,
+            tenant,
+            dimension=form.get("dimension") or "endpoint",
+            range_=form.get("range") or "last_week",
+            start=_date(form, "start"),
+            end=_date(form, "end"),
+        )
 
     stats = await ctx.read(op)
     name = f"usage-{stats['dimension']}-{stats['start']}-{stats['end']}.csv"
-    return Response(stats_csv(stats), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": f'attachment; filename="{name}"'})  # fmt: skip
+    return Response(
+        stats_csv(stats),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @page
@@ -152,8 +208,11 @@ async def usage_export(ctx: PageContext) -> Response:
             async for chunk in export_month(session, await session.get(t.Tenant, tenant_id), month):
                 yield chunk
 
-    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
-                             headers={"content-disposition": f'attachment; filename="usage-{month}.csv"'})  # fmt: skip
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="usage-{month}.csv"'},
+    )
 
 
 routes = [

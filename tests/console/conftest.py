@@ -77,7 +77,8 @@ class Console:
         self.js_errors: list[str] = []
         self.context.route("**/*", self._guard)
         self.page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
+        self.page.set_default_timeout(30_000)  # a loaded 2-core machine can be slow
+        self.page.set_default_navigation_timeout(60_000)
         self.page.on("pageerror", lambda exc: self.js_errors.append(str(exc)))
         self.page.on("console", lambda msg: msg.type == "error" and self.js_errors.append(msg.text))
 

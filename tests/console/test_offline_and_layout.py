@@ -73,7 +73,7 @@ def test_no_request_leaves_the_machine_and_every_page_is_complete(console_of: An
             )
     assert c.outside == [], f"requests left 127.0.0.1: {c.outside}"
     assert c.js_errors == [], c.js_errors
-    c.shot("overview")
+    c.shot("audit-log")
 
     # and the guard does catch one: a page that asks for a CDN script is refused and recorded
     c.page.evaluate(

@@ -92,10 +92,12 @@ def wait_usage(gw: GatewayProcess, request_ids: Iterable[str]) -> list[dict[str,
 
 
 def worker_redis_db() -> int:
-    """A database of the shared Redis owned by this xdist worker (1..15; 0 is left alone)."""
+    """A database of the shared Redis owned by this xdist worker: 15, 14, ... for gw0, gw1, ...
+    (counted from the top, away from the low numbers other suites pick first; 0 is left alone).
+    Modules of one worker run one after the other, so they can share it."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return 1 + n % 15
+    return 15 - n % 15
 
 
 def worker_redis_url() -> str:

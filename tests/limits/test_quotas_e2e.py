@@ -206,36 +206,28 @@ async def test_concurrent_requests_overshoot_by_less_than_one_reservation(env: E
 
 
 async def test_overshoot_bound_when_calls_use_less_than_reserved(env: Env) -> None:
-    """Calls reserving 114 tokens (14 + max_tokens 100) that record only 29 (the reply has 15
-    words), arriving over a second against a 50 ms upstream, so settles free reservations while
-    others are admitted. Bound: when the last call was admitted, used + reserved < Q; everything
-    else admitted was settled (counted in used) or in flight (recorded <= reserved), so the total
-    recorded is < Q + that last call's own 29 tokens."""
+    """Calls that reserve 114 tokens (14 + max_tokens 100) but record 29 (the reply has 15 words),
+    in waves of 5 concurrent calls, so each wave is admitted against what earlier ones settled.
+    Bound: when the last call was admitted, used + reserved < Q; every other admitted call had
+    settled (counted in used) or was in flight (recording <= its reservation), so the total
+    recorded is < Q + the last call's own 29 tokens. And the quota is used up, not stopped short:
+    reservations were released as calls settled (without that, 9 calls = 1026 reserved would
+    have stopped admission at 261 recorded)."""
     quota, reserve, record = 1000, 114, 29
     body = chat_body("x", max_tokens=100)
     assert estimate_input_tokens(body) + 100 == reserve and recorded_tokens(PROMPT_14, 100) == record
     ta = env.root.new_tenant()
     try:
         ta.set_quota(quota)
-        ep = ta.endpoint(env.up, behaviour="slow-50")
+        ep = ta.endpoint(env.up)
         _, key = ta.key()
-        import asyncio
-
-        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client:
-
-            async def one(i: int) -> httpx.Response:
-                await asyncio.sleep(i * 0.01)
-                return await client.post(env.gw.base_url + "/v1/chat/completions",
-                                         json=chat_body(ep["name"], max_tokens=100),
-                                         headers={"authorization": f"Bearer {key}"})  # fmt: skip
-
-            responses = await asyncio.gather(*(one(i) for i in range(100)))
-        admitted = sum(r.status_code == 200 for r in responses)
-        assert {error_code(r) for r in responses if r.status_code != 200} == {"insufficient_quota"}
-        # more than the 9 (= ceil(1000 / 114)) that fit without reconciliation: settles released tokens
-        assert admitted > 9
+        admitted = 0
+        for _ in range(15):  # 12 waves use the quota up when every settle is in before the next wave
+            wave = await Burst.run([(env.gw.base_url, key, chat_body(ep["name"], max_tokens=100))] * 5)
+            assert {error_code(r) for r in wave.responses if r.status_code != 200} <= {"insufficient_quota"}
+            admitted += len(wave.status(200))
         wait_db_tokens(env, "tenant_id", ta.tenant_id, admitted * record)
-        assert admitted * record < quota + record
+        assert quota <= admitted * record < quota + record
         assert upstream_calls(env.up, ep["model_version"]) == admitted
     finally:
         ta.close()

@@ -125,15 +125,19 @@ class FailureSummary:
         """The human summary: one headline, then one line per distinct failure, most frequent first."""
         with self._lock:
             total = sum(self.failures.values())
-            head = (f"{self.rows} rows through ai_* functions: {self.unique} distinct calls "
-                    f"({self.calls} HTTP requests, {self.retries} retries)")  # fmt: skip
+            head = (f"{_n(self.rows, 'row')} through ai_* functions: {_n(self.unique, 'distinct call')} "
+                    f"({_n(self.calls, 'HTTP request')}, {_n(self.retries, 'retry', 'retries')})")  # fmt: skip
             if not total:
                 return [head + "; no row failed."]
-            out = [head + f"; {total} of {self.rows} rows failed (NULL):"]
+            out = [head + f"; {total} of {_n(self.rows, 'row')} failed:"]
             for (function, endpoint, code, message), n in self.failures.most_common():
                 label = LABELS.get(code, code.replace("_", " "))
                 out.append(f"  {n} × {function} on '{endpoint}': {label} [{code}]: {message}")
             if self.skipped:
-                out.append(f"  ({self.skipped} of those rows were not sent: the endpoint had already refused "
+                out.append(f"  ({_n(self.skipped, 'distinct call')} not sent: the endpoint had already refused "
                            "for permission or quota)")  # fmt: skip
             return out
+
+
+def _n(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"

@@ -95,7 +95,7 @@ def sql(
             result = _run(conn, session, text, show_progress)
         except duckdb.Error as exc:
             ok = False
-            err_console.print(f"[bold red]error:[/] {escape(_clean(str(exc)))}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(_clean(str(exc)))}", highlight=False, soft_wrap=True)
         if ok and estimate:
             _estimate_report(session, config.base_url, config.api_key, token, kind)
         elif ok and result is not None:
@@ -182,7 +182,9 @@ def _copy(conn: Any, kind: str, path: Path) -> None:
 
 
 def _print_table(table: Any, max_rows: int) -> None:
-    out = Table(*[escape(c) for c in table.column_names], show_lines=False)
+    out = Table(show_lines=False)
+    for name in table.column_names:
+        out.add_column(escape(name), overflow="fold")
     for row in table.slice(0, max_rows).to_pylist():
         out.add_row(*["[dim]NULL[/]" if v is None else escape(str(v)) for v in row.values()])
     console.print(out)
@@ -194,7 +196,7 @@ def _summary(session: Any) -> None:
     lines = session.summary.lines()
     style = "yellow" if session.summary.failed_rows else "dim"
     for line in lines:
-        err_console.print(f"[{style}]{escape(line)}[/]", highlight=False)
+        err_console.print(f"[{style}]{escape(line)}[/]", highlight=False, soft_wrap=True)
 
 
 def _estimate_report(session: Any, base_url: str, api_key: str, token: str | None, kind: str) -> None:
@@ -227,8 +229,10 @@ def _estimate_report(session: Any, base_url: str, api_key: str, token: str | Non
                     "input_tokens": sum(r["input_tokens"] for r in rows), "endpoints": rows,
                     "notes": [token_note, quota_note]})  # fmt: skip
         return
-    table = Table("endpoint", "rows", "calls", "input tokens (est.)", "output tokens (max)", "may invoke",
-                  "quota remaining", "covered", title="Estimate (dry run: no model was called)")  # fmt: skip
+    table = Table(title="Estimate (dry run: no model was called)")
+    for column in ("endpoint", "rows", "calls", "input tokens (est.)", "output tokens (max)", "may invoke",
+                   "quota remaining", "covered"):  # fmt: skip
+        table.add_column(column, overflow="fold")
     for r in rows:
         remaining = "-" if not r["quota_checked"] else ("no quota" if r["quota_remaining"] is None
                                                          else str(r["quota_remaining"]))  # fmt: skip
@@ -238,11 +242,15 @@ def _estimate_report(session: Any, base_url: str, api_key: str, token: str | Non
                       str(r["output_tokens_max"]), may, remaining, covered)  # fmt: skip
     console.print(table)
     total_calls = sum(r["calls"] for r in rows)
-    console.print(f"{total_calls} calls, about {sum(r['input_tokens'] for r in rows)} input tokens.", highlight=False)
+    console.print(
+        f"{total_calls} calls, about {sum(r['input_tokens'] for r in rows)} input tokens.",
+        highlight=False,
+        soft_wrap=True,
+    )
     for r in rows:
         if r["note"]:
-            console.print(f"{escape(r['endpoint'])}: {escape(r['note'])}", highlight=False)
+            console.print(f"{escape(r['endpoint'])}: {escape(r['note'])}", highlight=False, soft_wrap=True)
         if r["may_invoke"] is False:
             console.print(f"[red]Your API key may not invoke endpoint '{escape(r['endpoint'])}'.[/]")
-    console.print(escape(token_note), highlight=False)
-    console.print(escape(quota_note), highlight=False)
+    console.print(escape(token_note), highlight=False, soft_wrap=True)
+    console.print(escape(quota_note), highlight=False, soft_wrap=True)

@@ -4,7 +4,7 @@ Each public function is a temporary SQL macro over one vectorised (``type="arrow
 UDF. The macros exist for two reasons: DuckDB's Python ``create_function`` cannot overload a
 name (``ai_complete`` takes 2 or 3 arguments), and a UDF cannot tell one query from the next —
 so every macro also passes ``txid_current()``, which is constant within a query and new for the
-next one. That gives "identical prompts in one query are sent once" and "stop after the
+next one (inside an explicit ``BEGIN ... COMMIT`` its queries share one id, so they share answers). That gives "identical prompts in one query are sent once" and "stop after the
 first refusal" a precise scope, without leaking de-duplication into the next run of the same
 statement.
 
@@ -25,6 +25,7 @@ function                                           result
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +95,8 @@ class SqlSession:
             ("__mg_count_tokens", self._count_tokens, [VARCHAR, VARCHAR], BIGINT, False),
         ]  # fmt: skip
         for name, fn, params, returns, side_effects in udfs:
+            with contextlib.suppress(duckdb.InvalidInputException):
+                conn.remove_function(name)  # connecting the same connection again replaces the functions
             conn.create_function(name, fn, params, returns, type="arrow", null_handling="special",
                                  side_effects=side_effects)  # fmt: skip
         conn.execute(_MACROS)

@@ -146,8 +146,12 @@ def test_embeddings_and_the_detailed_variants(gateway: GatewayProcess, upstream:
     assert wrong["value"] is None and wrong["error"].startswith("model_not_supported: ")
 
 
-def test_ai_count_tokens_is_the_gateway_estimate(admin_key: str, sql_connect: Connect) -> None:
+def test_ai_count_tokens_is_the_gateway_estimate(gateway: GatewayProcess, admin_key: str,
+                                                  sql_connect: Connect) -> None:  # fmt: skip
     con = sql_connect(admin_key)
+    # connecting an existing connection again replaces its functions (here: with strict ones)
+    assert modelgate.sql.connect(base_url=gateway.base_url, api_key=admin_key, connection=con, strict=True) is con
+    assert modelgate.sql.session(con).strict
     prompt = "How many tokens is this sentence?"
     rows = con.sql(f"SELECT ai_count_tokens('{prompt}'), ai_count_tokens('{prompt}', {{'system': 'Be brief.'}}), "
                    "ai_count_tokens(NULL)").fetchall()  # fmt: skip

@@ -182,3 +182,14 @@ async def test_limit_edits_take_effect_on_the_next_request(env: Env) -> None:
         env.root.patch_endpoint(ep["name"], rpm=None)  # no limit at all
         r = await c.post(url, json=chat_body(ep["name"]), headers=hdr)
         assert r.status_code == 200 and "x-ratelimit-limit-requests" not in r.headers
+
+
+@pytest.mark.parametrize("env", ["memory"], indirect=True)
+def test_several_workers_without_redis_refuse_to_start(env: Env) -> None:
+    """Each worker would enforce every limit alone: refused, with the way out in the message."""
+    from tests.harness import free_port
+
+    res = env.gw.cli_raw("serve", "--workers", "2", "--port", str(free_port()))
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "MODELGATE_REDIS_URL" in out and "--workers" in out

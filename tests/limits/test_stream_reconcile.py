@@ -125,3 +125,31 @@ async def test_upstream_error_releases_the_reservation(env: Env) -> None:
     ev = env.gw.usage_for(r.headers["x-request-id"])
     assert (ev["input_tokens"], ev["output_tokens"], ev["is_estimated"]) == (prompt, 0, 1)
     assert upstream_calls(env.up, ep["model_version"]) == 3
+
+
+async def test_non_stream_call_abandoned_by_the_client_still_settles(env: Env) -> None:
+    ep = env.root.endpoint(env.up, behaviour="slow-1500", tpm=TPM, quota_tokens=QUOTA)
+    _, key = env.root.key()
+    async with httpx.AsyncClient(timeout=0.3) as client:
+        try:
+            await client.post(url(env), json={**BODY, "model": ep["name"], "stream": False},
+                              headers={"authorization": f"Bearer {key}"})  # fmt: skip
+            raise AssertionError("the call should have outlived the client's patience")
+        except httpx.TimeoutException:
+            pass
+
+    def event() -> list[tuple[int, int, int]]:
+        return env.gw.query("SELECT input_tokens, output_tokens, status_code FROM usage_events "
+                            "WHERE endpoint_id = ?", ep["id"])  # fmt: skip
+
+    rows = poll(event, what="the abandoned call recorded")
+    assert len(rows) == 1
+    recorded = rows[0][0] + rows[0][1]
+    assert 0 < recorded < RESERVED
+    assert_settled(env, ep, recorded)
+    # the next call would not fit beside a leaked reservation
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(url(env), json={**BODY, "model": ep["name"], "stream": False},
+                              headers={"authorization": f"Bearer {key}"})  # fmt: skip
+    assert r.status_code == 200
+    assert int(r.headers["x-ratelimit-remaining-tokens"]) == TPM - recorded - RESERVED

@@ -483,7 +483,8 @@ def test_models_lists_exactly_the_invocable_endpoints(env: Env, client: openai.O
     in_tenant = {
         r[0]
         for r in gw.query(
-            "SELECT name FROM endpoints WHERE tenant_id = ? AND deleted_at IS NULL AND is_active = 1",
+            "SELECT name FROM endpoints WHERE tenant_id = ? AND deleted_at IS NULL AND is_active = 1 AND "
+            "(managed_model_id IS NULL OR managed_model_id IN (SELECT id FROM managed_models WHERE is_active = 1))",
             env.tenant_id,
         )
     }

@@ -221,9 +221,9 @@ def test_sigterm_flushes_every_buffered_event(tmp_path: Path, upstream: FakeUpst
             assert resp.status_code == 200
             return resp.headers["x-request-id"]
 
-        with ThreadPoolExecutor(8) as pool:
-            rids = list(pool.map(call, range(60)))
-        assert len(set(rids)) == 60
+        with ThreadPoolExecutor(6) as pool:
+            rids = list(pool.map(call, range(40)))
+        assert len(set(rids)) == 40
         assert gw.query("SELECT COUNT(*) FROM usage_events")[0][0] == 0, "nothing flushed before shutdown"
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGTERM)

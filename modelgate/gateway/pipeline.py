@@ -50,7 +50,8 @@ _PROBES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def resolve_endpoint(snapshot: Snapshot, tenant_id: int, model: Any, route: str) -> EndpointEntry:
+def find_endpoint(snapshot: Snapshot, tenant_id: int, model: Any) -> EndpointEntry:
+    """The endpoint a request's ``model`` names (``NAME`` or ``endpoint:NAME``) in the tenant."""
     if not isinstance(model, str) or not model:
         raise BadRequest("You must provide a model parameter naming an endpoint.", param="model",
                          code="missing_model")  # fmt: skip
@@ -58,14 +59,23 @@ def resolve_endpoint(snapshot: Snapshot, tenant_id: int, model: Any, route: str)
     endpoint = snapshot.endpoints.get(tenant_id, {}).get(name)
     if endpoint is None:
         raise NotFound(f"The endpoint '{name}' does not exist or you do not have access to it.", param="model")
+    return endpoint
+
+
+def check_category(endpoint: EndpointEntry, route: str) -> None:
     wanted = ROUTE_CATEGORY[route]
     if endpoint.category != wanted:
         raise BadRequest(
-            f"Endpoint '{name}' is a '{endpoint.category}' endpoint; {_ROUTE_PATH[route]} serves "
+            f"Endpoint '{endpoint.name}' is a '{endpoint.category}' endpoint; {_ROUTE_PATH[route]} serves "
             f"'{wanted}' endpoints only.",
             param="model",
             code="model_not_supported",
         )
+
+
+def resolve_endpoint(snapshot: Snapshot, tenant_id: int, model: Any, route: str) -> EndpointEntry:
+    endpoint = find_endpoint(snapshot, tenant_id, model)
+    check_category(endpoint, route)
     return endpoint
 
 
@@ -130,8 +140,9 @@ class Gateway:
             key = authenticate(snap, request.headers)
             ev.tenant_id, ev.user_id, ev.api_key_id = key.tenant_id, key.owner_id, key.id
             body = await self._read_json(request)
-            endpoint = resolve_endpoint(snap, key.tenant_id, body.get("model"), route)
-            ev.endpoint_id = endpoint.id
+            endpoint = find_endpoint(snap, key.tenant_id, body.get("model"))
+            ev.endpoint_id = endpoint.id  # a call for the wrong route still counts against the endpoint
+            check_category(endpoint, route)
             authorize(snap, key, endpoint)
             return await self._dispatch(ev, endpoint, route, body, started, snap, key)
         except GatewayError as exc:

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import (
-    Api, Env, add_person, assert_problem, audit_count, chat, create_endpoint, login, make_gateway_admin, unique,
+    Api,
+    Env,
+    add_person,
+    assert_problem,
+    audit_count,
+    chat,
+    create_endpoint,
+    make_gateway_admin,
+    unique,
 )  # fmt: skip
 
 
@@ -129,8 +137,8 @@ def test_every_api_write_leaves_exactly_one_record(env: Env, secrets_seen: Secre
 
     def create_managed() -> None:
         secret = secrets_seen.add("sk-managed-" + unique("secret"))
-        put("managed", admin.ok("POST", "/managed-models", 201, json={
-            "name": unique("managed"), "base_url": up.base_url, "model_version": "fake-model", "secret": secret}))  # fmt: skip
+        body = {"name": unique("managed"), "base_url": up.base_url, "model_version": "fake-model", "secret": secret}
+        put("managed", admin.ok("POST", "/managed-models", 201, json=body))
 
     def create_tenant() -> None:
         out = admin.ok("POST", "/tenants", 201, json={"name": unique("tenant"), "admin_username": "boss"})
@@ -138,7 +146,8 @@ def test_every_api_write_leaves_exactly_one_record(env: Env, secrets_seen: Secre
 
     writes = [
         Write("create credential", create_credential, ("credential.create",), after=True),
-        Write("create endpoint", lambda: put("ep", create_endpoint(admin, up, ep_name, credential_id=state["cred"]["id"])),
+        Write("create endpoint",
+              lambda: put("ep", create_endpoint(admin, up, ep_name, credential_id=state["cred"]["id"])),
               ("endpoint.create",), ep_name, after=True),
         Write("edit endpoint", lambda: admin.ok("PATCH", f"/endpoints/{ep_name}", json={"rpm": 77, "description": "d"}),
               ("endpoint.update",), ep_name, before=True, after=True),
@@ -150,7 +159,8 @@ def test_every_api_write_leaves_exactly_one_record(env: Env, secrets_seen: Secre
         Write("edit user", lambda: admin.ok("PATCH", f"/users/{state['user']['id']}", json={"display_name": "Aud"}),
               ("user.update",), user_name, before=True, after=True),
         Write("change a password", change_password, ("user.update",), user_name, before=True, after=True),
-        Write("add Gateway Admin", lambda: admin.ok("POST", "/gateway-admins", 201, json={"user_id": state["user"]["id"]}),
+        Write("add Gateway Admin",
+              lambda: admin.ok("POST", "/gateway-admins", 201, json={"user_id": state["user"]["id"]}),
               ("gateway_admin.add",), user_name, after=True),
         Write("remove Gateway Admin", lambda: admin.ok("DELETE", f"/gateway-admins/{state['user']['id']}", 204),
               ("gateway_admin.remove",), user_name, before=True),

@@ -36,8 +36,9 @@ def fx(env: Env) -> Fixtures:
     create_endpoint(admin, env.upstream, "existing", credential_id=cred["id"])
     person = add_person(admin, "existing-user", sign_in=False)
     key = create_key(admin, person.username, name="existing-key")
-    admin.ok("POST", "/managed-models", 201, json={"name": "existing-managed", "base_url": env.upstream.base_url,
-                                                   "model_version": "fake-model", "secret": "sk-managed-1234"})  # fmt: skip
+    managed = {"name": "existing-managed", "base_url": env.upstream.base_url, "model_version": "fake-model",
+               "secret": "sk-managed-1234"}
+    admin.ok("POST", "/managed-models", 201, json=managed)
     return Fixtures("existing", cred["id"], person.id, person.username, key["id"], "existing-managed")
 
 
@@ -272,8 +273,9 @@ def _fill(value: Any, fx: Fixtures) -> Any:
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "field", "views"), [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])  # fmt: skip
-def test_bad_input_is_refused_and_nothing_is_stored(env: Env, fx: Fixtures, method: str, path: str, body: Any,
-                                                    status: int, field: str | None, views: tuple[str, ...]) -> None:  # fmt: skip
+def test_bad_input_is_refused_and_nothing_is_stored(
+    env: Env, fx: Fixtures, method: str, path: str, body: Any, status: int, field: str | None, views: tuple[str, ...]
+) -> None:
     path = _fill(path, fx)
     views = tuple(_fill(v, fx) for v in views)
     before = _fingerprint(env, views)
@@ -314,3 +316,8 @@ def test_each_error_is_specific(env: Env, fx: Fixtures) -> None:
     region = assert_problem(env.admin.post("/endpoints", json={"name": "p2", "kind": "preset", "vendor": "zhipu",
                                                                "region": "eu", "model_version": "m"}), 400)
     assert "cn" in region["detail"] and "intl" in region["detail"]
+    expired = assert_problem(env.admin.post("/api-keys", json={"owner": fx.username, "expires_at": PAST}), 400)
+    assert "future" in expired["detail"]  # the date was understood, and refused for what it is
+    soon = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    key = env.admin.ok("POST", "/api-keys", 201, json={"owner": fx.username, "expires_at": soon})
+    assert datetime.fromisoformat(key["expires_at"]) == datetime.fromisoformat(soon)

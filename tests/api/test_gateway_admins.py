@@ -13,7 +13,17 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from tests.api.conftest import Api, Env, Person, add_person, assert_problem, login, make_gateway_admin, start_env, unique
+from tests.api.conftest import (
+    Api,
+    Env,
+    Person,
+    add_person,
+    assert_problem,
+    login,
+    make_gateway_admin,
+    start_env,
+    unique,
+)
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import drop_pg_database, new_pg_database
 from tests.services import require_postgres
@@ -38,8 +48,8 @@ def _tenant(env: Env) -> tuple[str, Person]:
     name = unique("org")
     out = env.admin.ok("POST", "/tenants", 201, json={"name": name, "admin_username": "founder"})
     password = out["admin"]["password"]
-    return name, Person("founder", out["admin"]["id"], password, Api(env.http, login(env.http, "founder", password, name),
-                                                                      "founder"), name)  # fmt: skip
+    api = Api(env.http, login(env.http, "founder", password, name), "founder")
+    return name, Person("founder", out["admin"]["id"], password, api, name)
 
 
 def _admins(api: Api) -> dict[str, dict[str, Any]]:

@@ -26,7 +26,16 @@ import pytest
 
 from modelgate.rbac import INSTANCE_ADMIN, EndpointRole, Permission, TenantRole, has_permission
 from tests.api.conftest import (
-    Api, Env, Person, add_person, assert_problem, chat, create_endpoint, create_key, login, make_gateway_admin,
+    Api,
+    Env,
+    Person,
+    add_person,
+    assert_problem,
+    chat,
+    create_endpoint,
+    create_key,
+    login,
+    make_gateway_admin,
     unique,
 )  # fmt: skip
 
@@ -74,7 +83,8 @@ def world(env: Env) -> Iterator[World]:
     admin, http = env.admin, env.http
     created = admin.ok("POST", "/tenants", 201, json={"name": TENANT, "admin_username": "owner"})
     owner_pw = created["admin"]["password"]
-    owner = Person("owner", created["admin"]["id"], owner_pw, Api(http, login(http, "owner", owner_pw, TENANT), "owner"))
+    owner_api = Api(http, login(http, "owner", owner_pw, TENANT), "owner")
+    owner = Person("owner", created["admin"]["id"], owner_pw, owner_api)
     ga = add_person(owner.api, "ga", TENANT)
     make_gateway_admin(owner.api, ga)
     # leave the owner a pure Account Admin (who "may act as" a Gateway Admin)

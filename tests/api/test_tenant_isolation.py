@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import (
-    Api, Env, add_person, assert_problem, audit_count, chat, create_endpoint, create_key, login, make_gateway_admin,
+    Api,
+    Env,
+    add_person,
+    assert_problem,
+    audit_count,
+    chat,
+    create_endpoint,
+    create_key,
+    login,
+    make_gateway_admin,
 )  # fmt: skip
 
 
@@ -175,8 +184,13 @@ def test_lists_show_only_the_callers_tenant(sides: dict[str, Side], attacker: st
     assert me.api.ok("GET", "/grants", params={"user": them.username}) == []
     assert me.api.ok("GET", "/grants", params={"endpoint": them.endpoint}) == []
     assert them.gateway_admin not in {a["user_id"] for a in me.api.ok("GET", "/gateway-admins")}
-    for params in ({"target": them.endpoint}, {"target": them.username}, {"target_type": "api_key", "target": str(them.key)},
-                   {"actor": them.api.username}, {"target_type": "credential", "target": str(them.credential)}):  # fmt: skip
+    for params in (
+        {"target": them.endpoint},
+        {"target": them.username},
+        {"target_type": "api_key", "target": str(them.key)},
+        {"actor": them.api.username},
+        {"target_type": "credential", "target": str(them.credential)},
+    ):
         assert me.api.ok("GET", "/audit-log", params=params)["items"] == [], params
     trail = me.api.ok("GET", "/audit-log", params={"page_size": 500})["items"]
     assert trail and not any(r["target_name"] in (them.endpoint, them.username) for r in trail)

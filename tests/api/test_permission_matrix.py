@@ -516,3 +516,23 @@ def test_without_credentials_everything_is_401(world: World) -> None:
             resp = caller.request(method, path, json={} if method == "POST" else None)
             assert_problem(resp, 401)
     assert re.search(r"personal access token|sign in", anonymous.get("/me").json()["detail"], re.I)
+
+
+def test_a_console_session_needs_the_csrf_token_for_writes(world: World) -> None:
+    ga = world.people["GATEWAY_ADMIN"]
+    with httpx.Client(base_url=str(world.env.http.base_url), timeout=30) as browser:
+        signed_in = browser.post("/api/v1/auth/login", json={"username": ga.username, "password": ga.password,
+                                                              "tenant": TENANT})  # fmt: skip
+        assert signed_in.status_code == 200
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        csrf = signed_in.json()["csrf_token"]
+        assert browser.get("/api/v1/me").json()["authenticated_via"] == "session"
+        body = {"name": unique("csrf"), "base_url": world.env.upstream.base_url, "model_version": "fake-model"}
+        for headers in ({}, {"X-CSRF-Token": "forged"}):
+            problem = assert_problem(browser.post("/api/v1/endpoints", json=body, headers=headers), 403)
+            assert problem["code"] == "csrf_failed"
+        assert_problem(browser.get(f"/api/v1/endpoints/{body['name']}"), 404)  # nothing was created
+        assert browser.post("/api/v1/endpoints", json=body, headers={"X-CSRF-Token": csrf}).status_code == 201
+        assert browser.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+        assert_problem(browser.get("/api/v1/me"), 401)

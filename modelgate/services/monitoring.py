@@ -1,4 +1,4 @@
-"""Endpoint monitoring: time series and overview KPIs from the minute rollups.
+"""Endpoint monitoring: time series and overview KPIs from the minute and hour rollups.
 
 Buckets are aligned to UTC (minute, hour, day); the granularity follows the range unless
 given (≤ 1 day: 1 minute; ≤ 30 days: 1 hour; longer: 1 day). Empty buckets are present as
@@ -89,6 +89,31 @@ def _summarise(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _sum_into(
+    by_bucket: dict[int, dict[str, Any]], session: AsyncSession, when: Any, endpoint_id: int, lo: int, hi: int,
+    step: int,
+) -> None:  # fmt: skip
+    """Add the counters of the rollup rows of ``when``'s table in [lo, hi) into buckets of ``step`` seconds."""
+    if lo >= hi:
+        return
+    table = when.table
+    bucket = (when - when % step).label("bucket")
+    rows = await session.execute(
+        select(bucket, *[func.sum(table.c[c]).label(c) for c in MINUTE_COUNTERS])
+        .where(table.c.endpoint_id == endpoint_id, when >= lo, when < hi)
+        .group_by(bucket)
+    )
+    for r in rows:
+        # PostgreSQL sums BIGINT columns as NUMERIC (Decimal, which JSON-encodes as a string): plain numbers
+        sums = {c: _NUM[c](getattr(r, c) or 0) for c in MINUTE_COUNTERS}
+        into = by_bucket.get(int(r.bucket))
+        if into is None:
+            by_bucket[int(r.bucket)] = sums
+        else:
+            for c in MINUTE_COUNTERS:
+                into[c] += sums[c]
+
+
 async def endpoint_metrics(
     session: AsyncSession, endpoint_id: int, start_s: int, end_s: int, granularity: str | None = None
 ) -> dict[str, Any]:
@@ -100,16 +125,14 @@ async def endpoint_metrics(
         raise BadRequest(f"{gran} granularity gives too many points for this range; choose a coarser one.",
                          param="granularity")  # fmt: skip
     first = start_s - start_s % step
-    m = t.UsageMinute
-    bucket = (m.minute - m.minute % step).label("bucket")
-    cols = [func.sum(getattr(m, c)).label(c) for c in MINUTE_COUNTERS]
-    rows = await session.execute(
-        select(bucket, *cols)
-        .where(m.endpoint_id == endpoint_id, m.minute >= first, m.minute < end_s)
-        .group_by(bucket)
-    )
-    # PostgreSQL sums BIGINT columns as NUMERIC (Decimal, which JSON-encodes as a string): plain numbers here
-    by_bucket = {int(r.bucket): {c: _NUM[c](getattr(r, c) or 0) for c in MINUTE_COUNTERS} for r in rows}
+    by_bucket: dict[int, dict[str, Any]] = {}
+    if step >= 3600:
+        # whole hours from the hourly rollup (60x fewer rows), the hour in progress from the minutes
+        split = max(first, end_s - end_s % 3600)
+        await _sum_into(by_bucket, session, t.UsageHour.__table__.c.hour, endpoint_id, first, split, step)
+        await _sum_into(by_bucket, session, t.UsageMinute.__table__.c.minute, endpoint_id, split, end_s, step)
+    else:
+        await _sum_into(by_bucket, session, t.UsageMinute.__table__.c.minute, endpoint_id, first, end_s, step)
     zero = dict.fromkeys(MINUTE_COUNTERS, 0)
     total = dict(zero)
     series = []

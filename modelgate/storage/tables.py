@@ -38,7 +38,10 @@ __all__ = [
     "PersonalToken",
     "Tenant",
     "TenantRoleRow",
+    "UsageDaily",
     "UsageEvent",
+    "UsageHour",
+    "UsageMinute",
     "User",
     "VendorCredential",
     "utcnow",
@@ -312,11 +315,30 @@ class UsageMinute(Base):
     ttft_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
 
 
-for _e in ERROR_TYPES:
-    setattr(UsageMinute, f"err_{_e}", mapped_column(f"err_{_e}", Integer, default=0))
-for _i in range(len(LATENCY_BUCKETS_MS) + 1):
-    setattr(UsageMinute, f"lat_b{_i}", mapped_column(f"lat_b{_i}", Integer, default=0))
-    setattr(UsageMinute, f"ttft_b{_i}", mapped_column(f"ttft_b{_i}", Integer, default=0))
+class UsageHour(Base):
+    """The minute rollups summed per endpoint and hour (``hour``: epoch seconds at the hour's start,
+    UTC), written in the same batch: monitoring over days reads 60 times fewer rows."""
+
+    __tablename__ = "usage_hour"
+    endpoint_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
+    ttft_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+for _rollup in (UsageMinute, UsageHour):
+    for _e in ERROR_TYPES:
+        setattr(_rollup, f"err_{_e}", mapped_column(f"err_{_e}", Integer, default=0))
+    for _i in range(len(LATENCY_BUCKETS_MS) + 1):
+        setattr(_rollup, f"lat_b{_i}", mapped_column(f"lat_b{_i}", Integer, default=0))
+        setattr(_rollup, f"ttft_b{_i}", mapped_column(f"ttft_b{_i}", Integer, default=0))
 
 
 class UsageDaily(Base):
@@ -324,7 +346,9 @@ class UsageDaily(Base):
 
     __tablename__ = "usage_daily"
     __table_args__ = (
-        Index("ix_usage_daily_tenant_day", "tenant_id", "day"),
+        # covering: the statistics of a tenant's month read this index alone (no row lookups)
+        Index("ix_usage_daily_tenant_day_all", "tenant_id", "day", "endpoint_id", "user_id", "api_key_id",
+              "requests", "input_tokens", "output_tokens", "cost"),  # fmt: skip
         Index("ix_usage_daily_endpoint_day", "endpoint_id", "day"),
         Index("ix_usage_daily_user_day", "user_id", "day"),
     )

@@ -24,7 +24,7 @@ from modelgate.observability.metrics import Metrics
 from modelgate.storage import tables as t
 from modelgate.usage.events import UsageEvent
 from modelgate.usage.recorder import UsageRecorder
-from modelgate.usage.rollup import DAILY_COUNTERS, MINUTE_COUNTERS, fold
+from modelgate.usage.rollup import DAILY_COUNTERS, MINUTE_COUNTERS, by_hour, fold
 
 __all__ = ["UsageFlusher"]
 
@@ -60,6 +60,8 @@ class UsageFlusher:
             dialect = session.bind.dialect.name
             await session.execute(_upsert(dialect, t.UsageMinute.__table__, ("endpoint_id", "minute"),
                                           MINUTE_COUNTERS), minutes)  # fmt: skip
+            await session.execute(_upsert(dialect, t.UsageHour.__table__, ("endpoint_id", "hour"),
+                                          MINUTE_COUNTERS), by_hour(minutes))  # fmt: skip
             await session.execute(_upsert(dialect, t.UsageDaily.__table__,
                                           ("day", "tenant_id", "endpoint_id", "user_id", "api_key_id"),
                                           DAILY_COUNTERS), days)  # fmt: skip

@@ -3,7 +3,7 @@
 On PostgreSQL whole monthly partitions older than the horizon are dropped (cheap, no bloat) and
 the straddling month is trimmed with a DELETE; on SQLite rows are deleted. Either way exactly the
 rows older than the horizon go, and nothing newer. A rollup row goes once its whole period (a UTC
-minute, a tenant-local day) lies before the horizon.
+minute or hour, a tenant-local day) lies before the horizon.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ async def prune(
     first_kept = int(rollup_horizon.timestamp()) // 60 * 60
     res = await session.execute(delete(t.UsageMinute).where(t.UsageMinute.minute < first_kept))
     result["minute_rollups_deleted"] = res.rowcount  # type: ignore[attr-defined]
+    first_hour = int(rollup_horizon.timestamp()) // 3600 * 3600
+    res = await session.execute(delete(t.UsageHour).where(t.UsageHour.hour < first_hour))
+    result["hour_rollups_deleted"] = res.rowcount  # type: ignore[attr-defined]
     result["daily_rollups_deleted"] = await _prune_daily(session, rollup_horizon)
     await ensure_partitions(session, now)
     return result

@@ -1,8 +1,8 @@
-"""Fold a batch of usage events into minute and daily rollup rows (pure; no I/O).
+"""Fold a batch of usage events into minute, hour and daily rollup rows (pure; no I/O).
 
-A batch becomes one additive row per (endpoint, minute) and per (local day, tenant, endpoint,
-user, key); the flusher upserts them by addition, so writes grow with distinct keys, not with
-requests.
+A batch becomes one additive row per (endpoint, minute), per (endpoint, hour) and per (local day,
+tenant, endpoint, user, key); the flusher upserts them by addition, so writes grow with distinct
+keys, not with requests.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from modelgate.storage.tables import ERROR_TYPES, LATENCY_BUCKETS_MS
 from modelgate.usage.events import UsageEvent
 
-__all__ = ["DAILY_COUNTERS", "MINUTE_COUNTERS", "bucket_of", "error_class", "fold"]
+__all__ = ["DAILY_COUNTERS", "MINUTE_COUNTERS", "bucket_of", "by_hour", "error_class", "fold"]
 
 _KNOWN = frozenset(ERROR_TYPES)
 _ALIASES = {"not_found": "bad_request"}
@@ -89,3 +89,17 @@ def fold(
         d["output_tokens"] += e.output_tokens
         d["cost"] += e.cost
     return list(minutes.values()), list(days.values())
+
+
+def by_hour(minutes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The minute rows of a batch summed per (endpoint, hour): rows of ``usage_hour``."""
+    hours: dict[tuple[int, int], dict[str, Any]] = {}
+    for m in minutes:
+        key = (m["endpoint_id"], m["minute"] - m["minute"] % 3600)
+        h = hours.get(key)
+        if h is None:
+            h = hours[key] = dict.fromkeys(MINUTE_COUNTERS, 0)
+            h.update(endpoint_id=key[0], hour=key[1], tenant_id=m["tenant_id"])
+        for c in MINUTE_COUNTERS:
+            h[c] += m[c]
+    return list(hours.values())

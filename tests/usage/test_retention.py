@@ -55,7 +55,7 @@ def workload(world: World, rnd: random.Random) -> list[UsageEvent]:
     instants = [rnd.uniform(now - 430 * 86400, now) for _ in range(1500)]
     # right at both horizons, and all over the minute that holds the rollup horizon
     instants += [h + off for h in (dh, rh) for off in (-86400, -61, -1, -0.001, 0.0, 0.001, 1, 61)]
-    instants += [floor_to(rh, 60) + s for s in (0, 0.5, 30, 59.9)] + [floor_to(rh, 60) - 0.01]
+    instants += [floor_to(rh, 60) + s for s in (0, 0.5, 30, 59.9)] + [floor_to(rh, 60) - 0.01, floor_to(rh, 3600) + 0.5]
     # around the local midnights before and after the rollup horizon, in every zone involved
     for tz in ("UTC", "Asia/Shanghai", "America/New_York", "Etc/GMT+12"):
         day = datetime.fromtimestamp(rh, ZoneInfo(tz)).date()
@@ -118,7 +118,7 @@ def kept_day(world: World, tenant_id: int, day: str, horizon: float) -> bool:
 async def test_prune_removes_exactly_what_is_older_than_the_horizons(database: str, tmp_path: Path) -> None:
     world = await seed(database, tmp_path / "spool")
     dh, rh = world.now - DETAIL_DAYS * 86400, world.now - ROLLUP_DAYS * 86400
-    minutes, days = minute_rollups(world), daily_rollups(world)
+    minutes, hours, days = minute_rollups(world), minute_rollups(world, 3600), daily_rollups(world)
     engine = make_engine(database)
     try:
         sessions = make_sessionmaker(engine)
@@ -132,6 +132,7 @@ async def test_prune_removes_exactly_what_is_older_than_the_horizons(database: s
         async with sessions() as s:
             details = {r["request_id"]: r for r in await fetch_all(s, t.UsageEvent)}
             got_minutes = {(r["endpoint_id"], r["minute"]): r for r in await fetch_all(s, t.UsageMinute)}
+            got_hours = {(r["endpoint_id"], r["hour"]): r for r in await fetch_all(s, t.UsageHour)}
             got_days = {(r["day"], r["tenant_id"], r["endpoint_id"], r["user_id"], r["api_key_id"]): r
                         for r in await fetch_all(s, t.UsageDaily)}  # fmt: skip
             after = await partitions(s) if pg else {}
@@ -147,6 +148,12 @@ async def test_prune_removes_exactly_what_is_older_than_the_horizons(database: s
             assert (got_minutes[k]["requests"], got_minutes[k]["input_tokens"]) == (w["requests"], w["input_tokens"])
             assert got_minutes[k]["latency_sum_ms"] == pytest.approx(w["latency_sum_ms"])
         assert result["minute_rollups_deleted"] == len(minutes) - len(want_minutes)
+        # hour rollups: likewise, an hour goes once it has wholly passed
+        want_hours = {k: v for k, v in hours.items() if k[1] + 3600 > rh}
+        assert set(got_hours) == set(want_hours) and any(k[1] < rh < k[1] + 3600 for k in got_hours)
+        for k, w in want_hours.items():
+            assert (got_hours[k]["requests"], got_hours[k]["output_tokens"]) == (w["requests"], w["output_tokens"])
+        assert result["hour_rollups_deleted"] == len(hours) - len(want_hours)
         # daily rollups: per tenant-local day
         want_days = {k: v for k, v in days.items() if kept_day(world, k[1], k[0], rh)}
         assert set(got_days) == set(want_days)
@@ -172,8 +179,8 @@ async def test_prune_removes_exactly_what_is_older_than_the_horizons(database: s
         async with sessions() as s, s.begin():
             again = await prune(s, detail_days=DETAIL_DAYS, rollup_days=ROLLUP_DAYS,
                                 now=datetime.fromtimestamp(world.now, UTC))  # fmt: skip
-        assert (again["details_deleted"], again["minute_rollups_deleted"], again["daily_rollups_deleted"],
-                again.get("partitions_dropped", 0)) == (0, 0, 0, 0)  # fmt: skip
+        assert (again["details_deleted"], again["minute_rollups_deleted"], again["hour_rollups_deleted"],
+                again["daily_rollups_deleted"], again.get("partitions_dropped", 0)) == (0, 0, 0, 0, 0)  # fmt: skip
     finally:
         await engine.dispose()
 

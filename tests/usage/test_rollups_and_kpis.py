@@ -63,12 +63,17 @@ async def test_every_event_is_stored_once_with_its_ids_and_numbers(world: World,
     assert last and {k: keys[k].timestamp() for k in last} == pytest.approx(last, abs=1e-5)
 
 
-async def test_minute_rollups_equal_the_raw_events_and_add_up_across_batches(world: World, sessions: Sessions) -> None:
-    want = minute_rollups(world)
+@pytest.mark.parametrize("table", [t.UsageMinute, t.UsageHour], ids=["minute", "hour"])
+async def test_minute_and_hour_rollups_equal_the_raw_events_and_add_up_across_batches(
+    world: World, sessions: Sessions, table: Any
+) -> None:
+    period = "minute" if table is t.UsageMinute else "hour"
+    step = 60 if period == "minute" else 3600
+    want = minute_rollups(world, step)
     async with sessions() as s:
-        got = {(r["endpoint_id"], r["minute"]): r for r in await fetch_all(s, t.UsageMinute)}
+        got = {(r["endpoint_id"], r[period]): r for r in await fetch_all(s, table)}
     assert set(got) == set(want)
-    columns = [c.name for c in t.UsageMinute.__table__.columns if c.name not in ("endpoint_id", "minute")]
+    columns = [c.name for c in table.__table__.columns if c.name not in ("endpoint_id", period)]
     assert {f"err_{x}" for x in LABELS} <= set(columns)
     for key, w in want.items():
         g = got[key]
@@ -83,7 +88,7 @@ async def test_minute_rollups_equal_the_raw_events_and_add_up_across_batches(wor
     batch = _batch_of(world)
     spread: dict[tuple[int, int], set[int]] = defaultdict(set)
     for e in world.events:
-        spread[(e.endpoint_id or 0, floor_to(e.ts, 60))].add(batch[e.request_id])
+        spread[(e.endpoint_id or 0, floor_to(e.ts, step))].add(batch[e.request_id])
     assert sum(len(b) > 1 for b in spread.values()) >= 50
     # every error label, every latency bucket (overflow included) and streams' ttft are exercised
     assert all(sum(r[f"err_{x}"] for r in want.values()) > 0 for x in LABELS)

@@ -23,6 +23,7 @@ log = logging.getLogger("modelgate.runtime")
 _CHANNEL = "mg:config"
 _PROCS = "mg:procs"
 _LIVE = 10.0  # seconds without a heartbeat after which a process is presumed gone
+_CALL_TIMEOUT = 1.0  # bound of a heartbeat (the client has no socket timeout: the subscriber blocks)
 
 
 class ConfigBus:
@@ -34,25 +35,32 @@ class ConfigBus:
         self.version = 0
 
     async def report(self, version: int) -> None:
+        """Heartbeat with the version served. Bounded: the snapshot poll calls it, and a stalled
+        Redis must not stop this process from following the database."""
         self.version = version
         try:
-            await self.client.hset(_PROCS, self.proc_id, f"{version}:{time.time():.3f}")
-        except (OSError, aioredis.RedisError):
+            async with asyncio.timeout(_CALL_TIMEOUT):
+                await self.client.hset(_PROCS, self.proc_id, f"{version}:{time.time():.3f}")
+        except (TimeoutError, OSError, aioredis.RedisError):
             pass
 
     async def publish_and_wait(self, version: int, timeout: float = 2.0) -> bool:
         """Tell the other processes; True once all live ones serve ``version`` (False on timeout)."""
         try:
-            await self.report(version)
-            await self.client.publish(_CHANNEL, str(version))
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                procs = await self.client.hgetall(_PROCS)
-                now = time.time()
-                lagging = [p for p, v in procs.items() if _lags(v, version, now)]
-                if not lagging:
-                    return True
-                await asyncio.sleep(0.005)
+            # the whole exchange is bounded: a stalled Redis (commands have no socket timeout here,
+            # for the subscriber's sake) must not hang the admin write waiting on it
+            async with asyncio.timeout(timeout):
+                await self.report(version)
+                await self.client.publish(_CHANNEL, str(version))
+                while True:
+                    procs = await self.client.hgetall(_PROCS)
+                    now = time.time()
+                    lagging = [p for p, v in procs.items() if _lags(v, version, now)]
+                    if not lagging:
+                        return True
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            log.warning("config broadcast not confirmed in %.1f s; other processes will catch up by polling", timeout)
         except (OSError, aioredis.RedisError):
             log.warning("config broadcast failed; other processes will catch up by polling")
         return False
@@ -82,8 +90,9 @@ class ConfigBus:
             except asyncio.CancelledError:
                 pass
         try:
-            await self.client.hdel(_PROCS, self.proc_id)
-        except (OSError, aioredis.RedisError):
+            async with asyncio.timeout(_CALL_TIMEOUT):
+                await self.client.hdel(_PROCS, self.proc_id)
+        except (TimeoutError, OSError, aioredis.RedisError):
             pass
         await self.client.aclose()
 

@@ -161,3 +161,19 @@ def test_fail_closed_refuses_what_needs_a_counter(fail_closed: Setup) -> None:
     poll(lambda: s.redis_quota(limited["id"]) == [b"100", b"0"], what="settled in Redis")
     assert s.redis_requests(limited["id"]) == 3
     assert upstream_calls(s.up, limited["model_version"]) == 5
+
+    # Redis stalls (alive, but writes, scripts and PUBLISH hang): admin writes do not hang on the
+    # broadcast, and the process keeps following the database (a key disabled meanwhile through
+    # the CLI is refused)
+    key_id, other_key = s.root.key()
+    assert s.post(other_key, free).status_code == 200
+    with s.redis.client() as admin:
+        admin.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+        try:
+            started = time.monotonic()
+            s.root.patch_endpoint(free["name"], description="edited while Redis stalls")
+            assert time.monotonic() - started < 10  # the broadcast gave up after its 2 s
+            s.gw.cli("keys", "disable", str(key_id))
+            poll(lambda: s.post(other_key, free).status_code == 401, timeout=15, what="the key refused")
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,9 +33,14 @@ class UsageEvent:
     cost: float = 0.0
 
     def as_row(self) -> dict[str, Any]:
-        row = asdict(self)
+        row = self.as_json()
         row["ts"] = datetime.fromtimestamp(self.ts, UTC)
         return row
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # every field is a scalar: no need for dataclasses.asdict's recursive deep copy (most of a
+        # flush's Python time at 20,000 events a batch)
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(UsageEvent))

@@ -113,7 +113,9 @@ async def test_unresolved_requests_keep_their_tenant_in_minute_rollups(world: Wo
     assert got == want
 
 
-async def test_daily_rollups_are_per_tenant_local_day_and_equal_the_raw_events(world: World, sessions: Sessions) -> None:
+async def test_daily_rollups_are_per_tenant_local_day_and_equal_the_raw_events(
+    world: World, sessions: Sessions
+) -> None:
     want = daily_rollups(world)
     async with sessions() as s:
         got = {(r["day"], r["tenant_id"], r["endpoint_id"], r["user_id"], r["api_key_id"]): r
@@ -126,7 +128,8 @@ async def test_daily_rollups_are_per_tenant_local_day_and_equal_the_raw_events(w
         assert g["cost"] == pytest.approx(w["cost"], rel=1e-9, abs=1e-9)
     # local midnight matters: events one second apart around a local midnight land on two local days,
     # and a UTC date would put some of them elsewhere
-    differs = [e for e in world.events if e.tenant_id and local_day(e.ts, world.tz(e.tenant_id)) != local_day(e.ts, "UTC")]
+    differs = [e for e in world.events
+               if e.tenant_id and local_day(e.ts, world.tz(e.tenant_id)) != local_day(e.ts, "UTC")]  # fmt: skip
     assert len(differs) > 100
 
 
@@ -231,7 +234,8 @@ def test_prometheus_counters_fed_by_the_flusher_equal_the_raw_events(world: Worl
     assert set(errors) == set(LABELS)
     for lab, n in errors.items():
         assert val("modelgate_errors_total", type=lab) == n
-    assert val("modelgate_limiter_decisions_total", decision="denied") == errors["rate_limited"] + errors["quota_exceeded"]
+    denied = errors["rate_limited"] + errors["quota_exceeded"]
+    assert val("modelgate_limiter_decisions_total", decision="denied") == denied
     assert val("modelgate_tokens_total", direction="input") == sum(e.input_tokens for e in world.events)
     assert val("modelgate_tokens_total", direction="output") == sum(e.output_tokens for e in world.events)
     for code, n in Counter(e.upstream_status for e in world.events if e.upstream_status is not None).items():

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelgate.errors import BadRequest
-from modelgate.services.sessions import actor_for
 from modelgate.services.context import Actor
+from modelgate.services.sessions import actor_for
 from modelgate.services.usage_stats import STAT_COLUMNS, export_month, month_bounds, stats_csv, usage_stats
 from modelgate.storage import tables as t
 from modelgate.usage.events import UsageEvent
@@ -156,10 +156,13 @@ async def test_statistics_reject_bad_parameters(world: World, sessions: Sessions
     async with sessions() as s:
         tenant = await s.get(t.Tenant, next(iter(world.tenants)))
         system = Actor.system(tenant.id)
-        for kw in ({"dimension": "model"}, {"dimension": "user", "range_": "last_year"},
-                   {"dimension": "user", "range_": "custom"},
-                   {"dimension": "user", "range_": "custom", "start": date(2024, 3, 2), "end": date(2024, 3, 1)},
-                   {"dimension": "user", "range_": "custom", "start": date(2023, 1, 1), "end": date(2024, 3, 1)}):  # fmt: skip
+        for kw in (
+            {"dimension": "model"},
+            {"dimension": "user", "range_": "last_year"},
+            {"dimension": "user", "range_": "custom"},
+            {"dimension": "user", "range_": "custom", "start": date(2024, 3, 2), "end": date(2024, 3, 1)},
+            {"dimension": "user", "range_": "custom", "start": date(2023, 1, 1), "end": date(2024, 3, 1)},
+        ):
             with pytest.raises(BadRequest):
                 await usage_stats(s, system, tenant, **kw)
 
@@ -187,7 +190,8 @@ async def test_monthly_export_parses_and_its_totals_equal_the_statistics(world: 
                 stamps = [datetime.fromisoformat(r["timestamp"]) for r in rows]
                 assert stamps == sorted(stamps)
                 # the month is the tenant's local month: its first and last instants are inside, no more
-                lo, hi = (datetime.combine(d, datetime.min.time(), ZoneInfo(tz)) for d in (first, last + timedelta(days=1)))
+                lo, hi = (datetime.combine(d, datetime.min.time(), ZoneInfo(tz))
+                          for d in (first, last + timedelta(days=1)))  # fmt: skip
                 assert all(lo <= ts < hi for ts in stamps)
                 assert any(e.ts - lo.timestamp() < 2 for e in events.values())  # the boundary events are in it
                 for r in rows:

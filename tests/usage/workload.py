@@ -115,8 +115,8 @@ async def _setup(world: World) -> None:
                     session.add(t.TenantRoleRow(tenant_id=tid, user_id=user.id, role="MEMBER"))
                     world.users[user.id] = (tid, user.username)
                 for e in ("chat", "embed", "vision"):
-                    ep = await create_endpoint(session, settings, system, tid, {
-                        "name": f"{e}-{name[3:]}", "base_url": "http://127.0.0.1:9/v1", "model_version": "m"})  # fmt: skip
+                    values = {"name": f"{e}-{name[3:]}", "base_url": "http://127.0.0.1:9/v1", "model_version": "m"}
+                    ep = await create_endpoint(session, settings, system, tid, values)
                     world.endpoints[ep.id] = (tid, ep.name)
                 for uid, (utid, uname) in list(world.users.items()):
                     if utid != tid:
@@ -425,7 +425,8 @@ def month_of(d: date, back: int = 0) -> tuple[date, date]:
 
 def in_local_month(world: World, tenant_id: int, first: date, last: date) -> list[UsageEvent]:
     tz = world.tz(tenant_id)
-    return [e for e in world.events if e.tenant_id == tenant_id and first.isoformat() <= local_day(e.ts, tz) <= last.isoformat()]
+    lo, hi = first.isoformat(), last.isoformat()
+    return [e for e in world.events if e.tenant_id == tenant_id and lo <= local_day(e.ts, tz) <= hi]
 
 
 def approx_rows(got: Iterable[dict[str, Any]], want: Iterable[dict[str, Any]], float_keys: tuple[str, ...]) -> None:

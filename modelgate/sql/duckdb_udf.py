@@ -4,9 +4,10 @@ Each public function is a temporary SQL macro over one vectorised (``type="arrow
 UDF. The macros exist for two reasons: DuckDB's Python ``create_function`` cannot overload a
 name (``ai_complete`` takes 2 or 3 arguments), and a UDF cannot tell one query from the next —
 so every macro also passes ``txid_current()``, which is constant within a query and new for the
-next one (inside an explicit ``BEGIN ... COMMIT`` its queries share one id, so they share answers). That gives "identical prompts in one query are sent once" and "stop after the
-first refusal" a precise scope, without leaking de-duplication into the next run of the same
-statement.
+next one. That gives "identical prompts in one query are sent once" and "stop after the first
+refusal" a precise scope, without leaking de-duplication into the next run of the same
+statement (inside an explicit ``BEGIN ... COMMIT`` the queries share one id, so they share
+answers too).
 
 =================================================  ===============================================
 function                                           result

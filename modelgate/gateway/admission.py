@@ -78,6 +78,12 @@ async def admit(limiter: Limiter, plan: Plan, endpoint: EndpointEntry, snap: Sna
         renews = datetime.fromtimestamp(q.expires_at, UTC).isoformat(timespec="seconds")
         raise QuotaExceeded(f"The token quota of {owner} ({q.limit} tokens this cycle) is exhausted; it renews at "
                             f"{renews}.", headers=headers)  # fmt: skip
+    if d.reason == "tpm" and d.limit_tokens is not None and plan.tokens > d.limit_tokens:
+        # waiting cannot help: say so instead of inviting a retry that can never be admitted
+        del headers["retry-after"]
+        raise RateLimited(f"This request needs about {plan.tokens} tokens (prompt estimate + max_tokens), more than "
+                          f"the whole limit of {d.limit_tokens} tokens per minute; lower max_tokens or raise the "
+                          "limit.", code="request_exceeds_tpm_limit", headers=headers)  # fmt: skip
     what = "requests" if d.reason == "rpm" else "tokens"
     limit = d.limit_requests if d.reason == "rpm" else d.limit_tokens
     scope = f"endpoint '{endpoint.name}'" if (d.scope or "").startswith("ep:") else "this API key"

@@ -10,6 +10,7 @@ Each test works in a tenant of its own, so tenant quotas never meet.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,8 @@ import redis
 
 from modelgate.gateway.tokens import estimate_input_tokens
 from modelgate.limits.windows import cycle_bounds, cycle_id
+from tests.fakes.upstream import FakeUpstream
+from tests.harness import GatewayProcess
 from tests.limits.conftest import Env
 from tests.limits.support import (
     PROMPT_14,
@@ -31,6 +34,7 @@ from tests.limits.support import (
     insert_usage,
     poll,
     recorded_tokens,
+    root_admin,
     upstream_calls,
 )
 
@@ -165,18 +169,38 @@ def test_quota_edits_take_effect_on_the_next_request(env: Env) -> None:
         assert statuses(env, key, ep["name"], 3) == [200, 200, 429]
         ta.set_quota(60)  # raised: the very next request is admitted
         assert statuses(env, key, ep["name"], 2) == [200, 429]
-        ta.set_quota(None)  # removed: no quota applies
-        assert statuses(env, key, ep["name"], 2) == [200, 200]
-        ta.set_quota(50)  # set below what is used
+        ta.set_quota(30)  # lowered below what is used
         assert statuses(env, key, ep["name"], 1) == [429]
+        # a new endpoint quota: its counter is built from the records (once they are stored: see
+        # test_usage_not_yet_stored_counts_when_a_counter_is_built)
+        wait_db_tokens(env, "endpoint_id", ep["id"], 60)
         ta.patch_endpoint(ep["name"], quota_tokens=10_000)  # endpoint quota does not lift the tenant's
         assert statuses(env, key, ep["name"], 1) == [429]
         ta.set_quota(10_000)
-        ta.patch_endpoint(ep["name"], quota_tokens=100)  # endpoint quota lowered below its use (100)
-        assert statuses(env, key, ep["name"], 1) == [429]
-        ta.patch_endpoint(ep["name"], quota_tokens=None)
+        ta.patch_endpoint(ep["name"], quota_tokens=80)
+        assert statuses(env, key, ep["name"], 2) == [200, 429]  # at 60; then 80
+        ta.patch_endpoint(ep["name"], quota_tokens=1000)
         assert statuses(env, key, ep["name"], 1) == [200]
-        assert upstream_calls(env.up, ep["model_version"]) == 6
+        assert upstream_calls(env.up, ep["model_version"]) == 5
+    finally:
+        ta.close()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a quota counter kept while its quota was removed misses the usage "
+                                      "of that time when the quota is set again in the same cycle")
+def test_usage_while_a_quota_was_removed_still_counts(env: Env) -> None:
+    ta = env.root.new_tenant()
+    try:
+        ta.set_quota(1000)
+        ep = ta.endpoint(env.up)
+        _, key = ta.key()
+        assert statuses(env, key, ep["name"], 3) == [200] * 3  # 60 used, counted
+        ta.set_quota(None)
+        assert statuses(env, key, ep["name"], 2) == [200] * 2  # 100 used, no counter involved
+        wait_db_tokens(env, "tenant_id", ta.tenant_id, 100)
+        st = ta.set_quota(80)
+        assert st["used"] == 100 and st["remaining"] == 0  # the status (from the records) knows
+        assert statuses(env, key, ep["name"], 1) == [429]  # admitted: the counter still holds 60
     finally:
         ta.close()
 
@@ -366,5 +390,34 @@ def test_quota_used_survives_a_redis_flush(env: Env) -> None:
             poll(lambda: r.hmget(tkey, "used", "reserved") == [b"100", b"0"], what="tenant counter settled")
             assert r.hmget(ekey, "used", "reserved") == [b"100", b"0"]
         assert upstream_calls(env.up, ep["model_version"]) == 5
+    finally:
+        ta.close()
+
+
+@pytest.fixture(scope="module")
+def slow_flush(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Env]:
+    """A gateway (memory backend) whose usage records reach the database only every 30 s."""
+    gw = GatewayProcess(tmp_path_factory.mktemp("slow-flush"), extra_env={"MODELGATE_USAGE_FLUSH_INTERVAL": "30"})
+    gw.start()
+    root = root_admin(gw)
+    try:
+        yield Env(gw, upstream, root, "memory", None)
+    finally:
+        root.close()
+        gw.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (modelgate/app.py quota source): a counter built from the database "
+                                      "misses usage still buffered in the recorder (or spooled)")
+def test_usage_not_yet_stored_counts_when_a_counter_is_built(slow_flush: Env) -> None:
+    env = slow_flush
+    ta = env.root.new_tenant()
+    try:
+        ep = ta.endpoint(env.up)
+        _, key = ta.key()
+        assert statuses(env, key, ep["name"], 3) == [200] * 3  # 60 tokens, buffered for now
+        assert db_tokens(env, "endpoint_id", ep["id"]) == 0
+        ta.patch_endpoint(ep["name"], quota_tokens=60)
+        assert statuses(env, key, ep["name"], 1) == [429]  # admitted: the counter was built as 0
     finally:
         ta.close()

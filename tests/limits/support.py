@@ -43,6 +43,7 @@ __all__ = [
     "uid",
     "upstream_calls",
     "wait_usage",
+    "watch_logs",
     "worker_redis_url",
 ]
 
@@ -193,8 +194,8 @@ class TenantAdmin:
     # -- endpoints
     def credential(self) -> int:
         if self._credential is None:
-            self._credential = int(self.call("POST", "/credentials", 201, json={"name": f"up-{uid()}",
-                                                                                "secret": "sk-vendor"})["id"])  # fmt: skip
+            out = self.call("POST", "/credentials", 201, json={"name": f"up-{uid()}", "secret": "sk-vendor"})
+            self._credential = int(out["id"])
         return self._credential
 
     def endpoint(self, up: FakeUpstream, behaviour: str = "fake-model", **fields: Any) -> dict[str, Any]:
@@ -237,6 +238,15 @@ def login_token(gw: GatewayProcess, username: str, password: str, tenant: str | 
         return str(r.json()["secret"])
 
 
+_LIVE_GATEWAYS: list[GatewayProcess] = []  # gateways whose logs a failing burst assertion shows
+
+
+def watch_logs(gw: GatewayProcess) -> None:
+    """Show this gateway's log tail when an assertion on a burst's status codes fails."""
+    if gw not in _LIVE_GATEWAYS:
+        _LIVE_GATEWAYS.append(gw)
+
+
 def root_admin(gw: GatewayProcess) -> TenantAdmin:
     """The bootstrap admin of ``gw`` (Instance Admin, Gateway Admin of the first tenant): logged in
     with the password ``init`` printed, or else given a token by ``modelgate tokens create``."""
@@ -245,10 +255,20 @@ def root_admin(gw: GatewayProcess) -> TenantAdmin:
     else:
         token = gw.cli("tokens", "create", "--user", "admin", "--json")["secret"]
     tid = int(gw.query("SELECT id FROM tenants ORDER BY id LIMIT 1")[0][0])
+    watch_logs(gw)
     return TenantAdmin(gw, token, "admin", tid)
 
 
 # ----------------------------------------------------------------------------- bursts
+
+
+class CodeCounts(dict[int, int]):
+    """Status code -> count; its repr carries what the gateways logged, for a failing assertion."""
+
+    logs: str = ""
+
+    def __repr__(self) -> str:
+        return super().__repr__() + (f"\n--- gateway logs (tail) ---\n{self.logs}" if self.logs else "")
 
 
 @dataclass
@@ -261,10 +281,11 @@ class Burst:
     def status(self, code: int) -> list[httpx.Response]:
         return [r for r in self.responses if r.status_code == code]
 
-    def codes(self) -> dict[int, int]:
-        out: dict[int, int] = {}
+    def codes(self) -> CodeCounts:
+        out = CodeCounts()
         for r in self.responses:
             out[r.status_code] = out.get(r.status_code, 0) + 1
+        out.logs = "\n".join(gw.log_text()[-1500:] for gw in _LIVE_GATEWAYS if gw.proc is not None)
         return out
 
     @staticmethod

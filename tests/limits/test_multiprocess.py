@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -29,6 +28,7 @@ from tests.limits.support import (
     flush_worker_redis,
     root_admin,
     upstream_calls,
+    watch_logs,
     worker_redis_url,
 )
 from tests.services import require_postgres, require_redis
@@ -74,6 +74,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> It
         a.start()
         b.start()
         admin_a = root_admin(a)
+        watch_logs(b)
         admin_b = TenantAdmin(b, admin_a.token, admin_a.username, admin_a.tenant_id)
         admins += [admin_a, admin_b]
         yield Pair(a, b, admin_a, admin_b, upstream, url)
@@ -111,8 +112,7 @@ async def test_two_processes_admit_exactly_the_tpm_together(pair: Pair) -> None:
     _, key = pair.admin_b.key()
     burst = await Burst.run(split(pair, key, chat_body(ep["name"]), 200))
     assert burst.codes() == {200: 50, 429: 150}
-    assert sorted(int(r.headers["x-ratelimit-remaining-tokens"]) for r in burst.status(200)) == list(
-        range(0, 1000, 20))
+    assert sorted(int(r.headers["x-ratelimit-remaining-tokens"]) for r in burst.status(200)) == list(range(0, 1000, 20))
     assert upstream_calls(pair.up, ep["model_version"]) == 50
 
 

@@ -27,7 +27,6 @@ from tests.limits.conftest import Env
 from tests.limits.support import (
     PROMPT_14,
     Burst,
-    TenantAdmin,
     chat_body,
     error_code,
     flush_worker_redis,
@@ -186,8 +185,11 @@ def test_quota_edits_take_effect_on_the_next_request(env: Env) -> None:
         ta.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a quota counter kept while its quota was removed misses the usage "
-                                      "of that time when the quota is set again in the same cycle")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a quota counter kept while its quota was removed misses the usage "
+    "of that time when the quota is set again in the same cycle",
+)
 def test_usage_while_a_quota_was_removed_still_counts(env: Env) -> None:
     ta = env.root.new_tenant()
     try:
@@ -407,8 +409,11 @@ def slow_flush(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream)
         gw.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (modelgate/app.py quota source): a counter built from the database "
-                                      "misses usage still buffered in the recorder (or spooled)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (modelgate/app.py quota source): a counter built from the database "
+    "misses usage still buffered in the recorder (or spooled)",
+)
 def test_usage_not_yet_stored_counts_when_a_counter_is_built(slow_flush: Env) -> None:
     env = slow_flush
     ta = env.root.new_tenant()

@@ -125,7 +125,8 @@ async def test_per_key_limits(env: Env) -> None:
         if r.status_code == 429:
             assert_rate_limited(r, burst.seconds, "this API key")
     assert sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in by_key[0] if r.status_code == 200) == list(
-        range(10))
+        range(10)
+    )
     assert all(r.headers["x-ratelimit-limit-tokens"] == "200" for r in by_key[1])
     # no limit applies to the free key: no rate-limit headers at all
     assert not any(h.startswith("x-ratelimit") for r in by_key[2] for h in r.headers)
@@ -154,7 +155,8 @@ async def test_openai_sdk_sees_a_rate_limit_error(env: Env) -> None:
     async with openai.AsyncOpenAI(base_url=env.gw.base_url + "/v1", api_key=key, max_retries=0) as client:
         for remaining in ("1", "0"):
             raw = await client.chat.completions.with_raw_response.create(
-                model=ep["name"], messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+                model=ep["name"], messages=[{"role": "user", "content": "hi"}], max_tokens=3
+            )
             assert raw.headers["x-ratelimit-remaining-requests"] == remaining
             assert raw.parse().choices[0].message.content == "echo: hi"
         with pytest.raises(openai.RateLimitError) as info:

@@ -30,18 +30,19 @@ def url(env: Env) -> str:
 
 async def aborted_stream(env: Env, key: str, model: str, content_chunks: int) -> httpx.Response:
     """Open a stream, read ``content_chunks`` events carrying content, then hang up."""
-    async with httpx.AsyncClient(timeout=30) as client:
-        async with client.stream("POST", url(env), json={**BODY, "model": model},
-                                 headers={"authorization": f"Bearer {key}"}) as r:  # fmt: skip
-            assert r.status_code == 200
-            seen = 0
-            async for line in r.aiter_lines():
-                if line.startswith("data:") and '"content"' in line:
-                    seen += 1
-                    if seen == content_chunks:
-                        break
-            assert seen == content_chunks
-        return r
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("POST", url(env), json={**BODY, "model": model}, headers={"authorization": f"Bearer {key}"}) as r,
+    ):
+        assert r.status_code == 200
+        seen = 0
+        async for line in r.aiter_lines():
+            if line.startswith("data:") and '"content"' in line:
+                seen += 1
+                if seen == content_chunks:
+                    break
+        assert seen == content_chunks
+    return r
 
 
 def assert_settled(env: Env, ep: dict, recorded: int) -> None:  # type: ignore[type-arg]
@@ -59,11 +60,12 @@ async def next_call_admitted(env: Env, key: str, ep: dict, recorded: int) -> Non
     """A call that would not fit if the reservation had leaked is admitted, and its headers show
     the window holding only the recorded tokens."""
     model = ep["name"]
-    async with httpx.AsyncClient(timeout=30) as client:
-        async with client.stream("POST", url(env), json={**BODY, "model": model},
-                                 headers={"authorization": f"Bearer {key}"}) as r:  # fmt: skip
-            assert r.status_code == 200, await r.aread()
-            assert int(r.headers["x-ratelimit-remaining-tokens"]) == TPM - recorded - RESERVED
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("POST", url(env), json={**BODY, "model": model}, headers={"authorization": f"Bearer {key}"}) as r,
+    ):
+        assert r.status_code == 200, await r.aread()
+        assert int(r.headers["x-ratelimit-remaining-tokens"]) == TPM - recorded - RESERVED
 
 
 async def test_stream_aborted_while_the_upstream_hangs(env: Env) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import GatewayProcess
-from tests.limits.support import TenantAdmin, flush_worker_redis, root_admin, worker_redis_url
+from tests.limits.support import TenantAdmin, flush_worker_redis, root_admin, start_gateway, worker_redis_url
 
 
 @dataclass
@@ -37,10 +37,11 @@ def env(
         url = worker_redis_url()
         flush_worker_redis(url)
         extra["MODELGATE_REDIS_URL"] = url
-    gw = GatewayProcess(tmp_path_factory.mktemp(f"limits-{backend}"), extra_env=extra).start()
-    root = root_admin(gw)
+    gw = GatewayProcess(tmp_path_factory.mktemp(f"limits-{backend}"), extra_env=extra)
     try:
+        start_gateway(gw)
+        root = root_admin(gw)
         yield Env(gw, upstream, root, backend, url)
-    finally:
         root.close()
+    finally:
         gw.stop()

@@ -40,6 +40,7 @@ __all__ = [
     "poll",
     "recorded_tokens",
     "root_admin",
+    "start_gateway",
     "uid",
     "upstream_calls",
     "wait_usage",
@@ -87,6 +88,26 @@ def upstream_calls(up: FakeUpstream, model_version: str) -> int:
 
 def wait_usage(gw: GatewayProcess, request_ids: Iterable[str]) -> list[dict[str, Any]]:
     return [gw.usage_for(rid) for rid in request_ids]
+
+
+def start_gateway(gw: GatewayProcess, timeout: float = 180.0) -> GatewayProcess:
+    """``gw.start()``, with more patience than the harness's 30 s on a loaded machine: a server
+    still starting (process alive, not yet answering) is waited for; anything else is raised."""
+    try:
+        return gw.start()
+    except RuntimeError as exc:
+        if "did not start" not in str(exc) or gw.proc is None or gw.proc.poll() is not None:
+            raise
+
+    def healthy() -> bool:
+        assert gw.proc is not None and gw.proc.poll() is None, f"gateway exited:\n{gw.log_text()}"
+        try:
+            return httpx.get(gw.base_url + "/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    poll(healthy, timeout=timeout, interval=0.1, what="the gateway to start")
+    return gw
 
 
 # ----------------------------------------------------------------------------- Redis

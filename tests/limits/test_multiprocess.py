@@ -27,6 +27,7 @@ from tests.limits.support import (
     error_code,
     flush_worker_redis,
     root_admin,
+    start_gateway,
     upstream_calls,
     watch_logs,
     worker_redis_url,
@@ -71,8 +72,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> It
     b = JoiningGateway(root / "b", database_url=db_url, extra_env=env)
     admins: list[TenantAdmin] = []
     try:
-        a.start()
-        b.start()
+        start_gateway(a)
+        start_gateway(b)
         admin_a = root_admin(a)
         watch_logs(b)
         admin_b = TenantAdmin(b, admin_a.token, admin_a.username, admin_a.tenant_id)

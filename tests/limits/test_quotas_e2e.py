@@ -34,6 +34,7 @@ from tests.limits.support import (
     poll,
     recorded_tokens,
     root_admin,
+    start_gateway,
     upstream_calls,
 )
 
@@ -366,7 +367,7 @@ def test_quota_used_survives_a_restart(env: Env) -> None:
         insert_usage(env.gw, ts=start.timestamp() - 1, tenant_id=ta.tenant_id, endpoint_id=ep["id"], tokens=5000)
         insert_usage(env.gw, ts=start.timestamp(), tenant_id=ta.tenant_id, endpoint_id=ep["id"], tokens=20)
         env.gw.stop()
-        env.gw.start()
+        start_gateway(env.gw)
         assert statuses(env, key, ep["name"], 2) == [200, 429]  # 80 used: one more, then 100
     finally:
         ta.close()
@@ -400,12 +401,12 @@ def test_quota_used_survives_a_redis_flush(env: Env) -> None:
 def slow_flush(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Env]:
     """A gateway (memory backend) whose usage records reach the database only every 30 s."""
     gw = GatewayProcess(tmp_path_factory.mktemp("slow-flush"), extra_env={"MODELGATE_USAGE_FLUSH_INTERVAL": "30"})
-    gw.start()
-    root = root_admin(gw)
     try:
+        start_gateway(gw)
+        root = root_admin(gw)
         yield Env(gw, upstream, root, "memory", None)
-    finally:
         root.close()
+    finally:
         gw.stop()
 
 

@@ -25,7 +25,16 @@ import pytest
 from modelgate.limits.windows import cycle_id
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import GatewayProcess
-from tests.limits.support import PrivateRedis, TenantAdmin, chat_body, error_code, poll, root_admin, upstream_calls
+from tests.limits.support import (
+    PrivateRedis,
+    TenantAdmin,
+    chat_body,
+    error_code,
+    poll,
+    root_admin,
+    start_gateway,
+    upstream_calls,
+)
 
 
 @dataclass
@@ -67,7 +76,7 @@ def setup(tmp_path: Path, upstream: FakeUpstream, policy: str) -> Iterator[Setup
     gw = GatewayProcess(tmp_path / "gw", extra_env={"MODELGATE_REDIS_URL": rds.url(),
                                                      "MODELGATE_REDIS_FAILURE_POLICY": policy})  # fmt: skip
     try:
-        gw.start()
+        start_gateway(gw)
         root = root_admin(gw)
         yield Setup(gw, rds, root, upstream)
         root.close()

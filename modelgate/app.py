@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from modelgate.api.app import admin_routes, build_api
 from modelgate.console import console_routes
-from modelgate.errors import openai_error_body
+from modelgate.errors import ServiceUnavailable, openai_error_body
 from modelgate.services.sessions import LoginThrottle
 from modelgate.gateway.forward import UpstreamClient
 from modelgate.gateway.pipeline import Gateway
@@ -92,8 +92,16 @@ class Services:
             await asyncio.sleep(self.settings.retention_interval)
 
     async def _quota_used(self, scope: QuotaScope) -> int:
-        async with self.sessions() as session:
-            return await quota_used_since(session, scope.kind, scope.subject_id, scope.start)
+        """What a new quota counter starts from: the stored usage of the cycle, this process's
+        buffered events written first so they are not missed."""
+        try:
+            await self.flusher.flush_once()
+            async with self.sessions() as session:
+                return await quota_used_since(session, scope.kind, scope.subject_id, scope.start)
+        except Exception as exc:
+            log.error("cannot read usage records to build a quota counter", exc_info=exc)
+            raise ServiceUnavailable("The gateway cannot read its usage records to check the quota; try again "
+                                     "shortly.", code="quota_unavailable") from exc
 
     async def start(self) -> None:
         await self.runtime.reload()

@@ -45,10 +45,10 @@ def plan_for(
     tz = tenant.timezone if tenant else "UTC"
     if tenant is not None and tenant.quota_tokens is not None:
         cid, start, end = cycle_id(tenant.quota_cycle, tz, now)
-        quotas.append(QuotaScope(f"t:{tenant.id}:{cid}", tenant.quota_tokens, start, end, "tenant", tenant.id))
+        quotas.append(QuotaScope(f"t:{tenant.id}:{tenant.quota_epoch}:{cid}", tenant.quota_tokens, start, end, "tenant", tenant.id))
     if endpoint.quota_tokens is not None:
         cid, start, end = cycle_id(endpoint.quota_cycle, tz, now)
-        quotas.append(QuotaScope(f"e:{endpoint.id}:{cid}", endpoint.quota_tokens, start, end, "endpoint", endpoint.id))
+        quotas.append(QuotaScope(f"e:{endpoint.id}:{endpoint.quota_epoch}:{cid}", endpoint.quota_tokens, start, end, "endpoint", endpoint.id))
     if not rates and not quotas:
         return None
     return Plan(rates, quotas, input_estimate + _output_estimate(body, endpoint, route), now)

@@ -29,7 +29,7 @@ def _decrypt(box: SecretBox, ciphertext: str | None) -> str | None:
 async def load_snapshot(session: AsyncSession, box: SecretBox, settings: Settings) -> Snapshot:
     version = await read_version(session)
     tenants = {
-        row.id: TenantEntry(row.id, row.name, row.timezone, row.quota_tokens, row.quota_cycle)
+        row.id: TenantEntry(row.id, row.name, row.timezone, row.quota_tokens, row.quota_cycle, row.quota_epoch)
         for row in (await session.execute(select(t.Tenant))).scalars()
     }
     active_users = frozenset(
@@ -83,6 +83,7 @@ async def load_snapshot(session: AsyncSession, box: SecretBox, settings: Setting
             tpm=e.tpm,
             quota_tokens=e.quota_tokens,
             quota_cycle=e.quota_cycle,
+            quota_epoch=e.quota_epoch,
             price_input_per_m=e.price_input_per_m,
             price_output_per_m=e.price_output_per_m,
             connect_timeout=e.connect_timeout or settings.upstream_connect_timeout,

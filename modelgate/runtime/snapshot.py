@@ -42,6 +42,7 @@ class EndpointEntry:
     tpm: int | None
     quota_tokens: int | None
     quota_cycle: str
+    quota_epoch: int
     price_input_per_m: float
     price_output_per_m: float
     connect_timeout: float
@@ -58,6 +59,7 @@ class TenantEntry:
     timezone: str
     quota_tokens: int | None
     quota_cycle: str
+    quota_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,6 +208,8 @@ async def update_endpoint(
     before = endpoint_out(ep)
     for k, v in values.items():
         setattr(ep, k, v)
+    if any(k in values for k in _QUOTA_FIELDS):
+        ep.quota_epoch += 1  # limiters start a counter rebuilt from the usage records
     ep.updated_at = utcnow()
     await session.flush()
     after = endpoint_out(ep)

@@ -42,6 +42,7 @@ async def set_tenant_quota(
     tenant.quota_tokens = tokens
     if cycle is not None:
         tenant.quota_cycle = cycle
+    tenant.quota_epoch += 1  # limiters start a counter rebuilt from the usage records
     await write_audit(session, actor, "quota.set", "tenant", tenant_id=tenant_id, target_id=tenant_id,
                       target_name=tenant.name, before=before,
                       after={"quota_tokens": tenant.quota_tokens, "quota_cycle": tenant.quota_cycle})  # fmt: skip

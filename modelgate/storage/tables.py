@@ -82,6 +82,9 @@ class Tenant(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     quota_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     quota_cycle: Mapped[str] = mapped_column(String(16), default="monthly")
+    # bumped whenever the quota is set, changed or removed: limiters key their counters by it, so a
+    # counter never outlives the quota it counted for (the new one is rebuilt from usage records)
+    quota_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -161,6 +164,7 @@ class Endpoint(Base):
     tpm: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     quota_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     quota_cycle: Mapped[str] = mapped_column(String(16), default="monthly")
+    quota_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     price_input_per_m: Mapped[float] = mapped_column(Float, default=0.0)
     price_output_per_m: Mapped[float] = mapped_column(Float, default=0.0)
     connect_timeout: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -48,6 +48,7 @@ class UsageFlusher:
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
         self.flushed = 0
+        self._lock = asyncio.Lock()
         self.flushed_event = asyncio.Event()
 
     async def _write(self, events: list[UsageEvent]) -> None:
@@ -70,7 +71,15 @@ class UsageFlusher:
             self._metrics.observe(events)
 
     async def flush_once(self) -> int:
-        """Write everything buffered now; returns how many events were written."""
+        """Write everything buffered now; returns how many events were written.
+
+        Serialised: a caller that needs "everything recorded so far is stored" (a quota counter
+        being rebuilt from the records) also waits for a batch another flush has in hand.
+        """
+        async with self._lock:
+            return await self._flush_unlocked()
+
+    async def _flush_unlocked(self) -> int:
         await self._replay_spool()
         written = 0
         while self.recorder.buffer:

@@ -186,11 +186,6 @@ def test_quota_edits_take_effect_on_the_next_request(env: Env) -> None:
         ta.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a quota counter kept while its quota was removed misses the usage "
-    "of that time when the quota is set again in the same cycle",
-)
 def test_usage_while_a_quota_was_removed_still_counts(env: Env) -> None:
     ta = env.root.new_tenant()
     try:
@@ -203,7 +198,7 @@ def test_usage_while_a_quota_was_removed_still_counts(env: Env) -> None:
         wait_db_tokens(env, "tenant_id", ta.tenant_id, 100)
         st = ta.set_quota(80)
         assert st["used"] == 100 and st["remaining"] == 0  # the status (from the records) knows
-        assert statuses(env, key, ep["name"], 1) == [429]  # admitted: the counter still holds 60
+        assert statuses(env, key, ep["name"], 1) == [429]  # a new counter, rebuilt from the records
     finally:
         ta.close()
 
@@ -410,11 +405,6 @@ def slow_flush(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream)
         gw.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (modelgate/app.py quota source): a counter built from the database "
-    "misses usage still buffered in the recorder (or spooled)",
-)
 def test_usage_not_yet_stored_counts_when_a_counter_is_built(slow_flush: Env) -> None:
     env = slow_flush
     ta = env.root.new_tenant()
@@ -424,6 +414,6 @@ def test_usage_not_yet_stored_counts_when_a_counter_is_built(slow_flush: Env) ->
         assert statuses(env, key, ep["name"], 3) == [200] * 3  # 60 tokens, buffered for now
         assert db_tokens(env, "endpoint_id", ep["id"]) == 0
         ta.patch_endpoint(ep["name"], quota_tokens=60)
-        assert statuses(env, key, ep["name"], 1) == [429]  # admitted: the counter was built as 0
+        assert statuses(env, key, ep["name"], 1) == [429]  # buffered usage was stored first
     finally:
         ta.close()

@@ -126,6 +126,11 @@ def _is_v1(request: Request) -> bool:
     return request.url.path.startswith("/v1")
 
 
+def _request_id(request: Request) -> dict[str, str]:
+    """Every /v1 response carries x-request-id, unrouted and failed ones too (DESIGN.md §4)."""
+    return {"x-request-id": request.app.state.services.gateway.request_id()}
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if _is_v1(request):
@@ -136,7 +141,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             else f"{request.method} is not allowed on {request.url.path}."
         )
         return Response(openai_error_body(message, "invalid_request_error", None, code), exc.status_code,
-                        media_type="application/json")  # fmt: skip
+                        _request_id(request), media_type="application/json")  # fmt: skip
     return JSONResponse({"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
                          "detail": str(exc.detail)}, exc.status_code, media_type="application/problem+json")  # fmt: skip
 
@@ -145,7 +150,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     if _is_v1(request):
         body = openai_error_body("The gateway hit an internal error.", "server_error", None, "internal_error")
-        return Response(body, 500, media_type="application/json")
+        return Response(body, 500, _request_id(request), media_type="application/json")
     return JSONResponse({"type": "about:blank", "title": "Internal error", "status": 500,
                          "detail": "The gateway hit an internal error."}, 500,
                         media_type="application/problem+json")  # fmt: skip

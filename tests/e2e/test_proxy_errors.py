@@ -498,11 +498,6 @@ def test_unrouted_v1_requests_are_openai_errors(env: Env, method: str, path: str
     contracts.validate("ErrorResponse", resp.json())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN.md §4: every response carries x-request-id; the 404/405 handlers "
-    "of modelgate/app.py do not set it yet",
-)
 @pytest.mark.parametrize(("method", "path"), [("POST", "/v1/nonexistent"), ("GET", "/v1/chat/completions")])
 def test_unrouted_v1_requests_carry_a_request_id(env: Env, method: str, path: str) -> None:
     resp = httpx.request(method, env.gw.base_url + path, headers={"authorization": f"Bearer {env.key}"}, timeout=10)

@@ -124,6 +124,6 @@ def has_permission(
     """
     if permission in permissions_of(tenant_roles):
         return True
-    if endpoint_role is not None and endpoint_scoped(permission):
+    if endpoint_role in ENDPOINT_ROLES and endpoint_scoped(permission):
         return permission in ROLES.get(endpoint_role, frozenset())
     return False

@@ -59,7 +59,8 @@ class GatewayProcess:
                 [*MODELGATE, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             )  # fmt: skip
-        deadline = time.monotonic() + 30
+        # generous: on a loaded 2-core machine a cold interpreter plus migrations can take a while
+        deadline = time.monotonic() + float(os.environ.get("MODELGATE_TEST_START_TIMEOUT", "120"))
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()}")

@@ -102,6 +102,9 @@ class StreamResponse:
         except asyncio.CancelledError:
             outcome.error_type = outcome.error_type or "client_disconnected"
             raise
+        except Exception:  # a bug of ours must not be recorded as a successful call
+            outcome.error_type = outcome.error_type or "internal_error"
+            raise
         finally:
             self.upstream.close()  # never return a half-read connection to the pool
             self.on_done(outcome)

@@ -42,7 +42,6 @@ class EndpointEntry:
     tpm: int | None
     quota_tokens: int | None
     quota_cycle: str
-    quota_epoch: int
     price_input_per_m: float
     price_output_per_m: float
     connect_timeout: float
@@ -50,6 +49,7 @@ class EndpointEntry:
     default_output_tokens: int
     created_at: int
     upstream_headers: dict[str, str] = field(repr=False, compare=False)
+    quota_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

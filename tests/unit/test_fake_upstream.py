@@ -133,7 +133,7 @@ async def test_stream_chunks_are_flushed_one_by_one(http: aiohttp.ClientSession)
         async for line in resp.content:
             if line.startswith(b"data: "):
                 arrivals.append(time.monotonic() - start)
-    assert 0.1 <= arrivals[0] < 0.3
+    assert arrivals[0] >= 0.1  # the first chunk waited its 100 ms; no upper bound: a loaded machine is slow
     assert arrivals[-1] - arrivals[0] >= 0.4  # 5 more chunks, 100 ms apart
 
 

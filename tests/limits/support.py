@@ -38,6 +38,7 @@ __all__ = [
     "insert_usage",
     "login_token",
     "poll",
+    "quota_key",
     "recorded_tokens",
     "root_admin",
     "start_gateway",
@@ -125,6 +126,18 @@ def worker_redis_db() -> int:
 def worker_redis_url() -> str:
     require_redis()
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{worker_redis_db()}"
+
+
+def quota_key(gw: GatewayProcess, kind: str, subject_id: int, cycle: str = "monthly", tz: str = "UTC") -> str:
+    """The Redis key of the current quota counter of a tenant (``kind="t"``) or an endpoint
+    (``"e"``): ``mg:q:<kind>:<id>:<quota epoch>:<cycle id>``, the epoch read from the database
+    (every quota edit starts a new counter)."""
+    from modelgate.limits.windows import cycle_id
+
+    table = "tenants" if kind == "t" else "endpoints"
+    mark = "$1" if (gw.database_url or "").startswith("postgresql") else "?"
+    epoch = gw.query(f"SELECT quota_epoch FROM {table} WHERE id = {mark}", subject_id)[0][0]
+    return f"mg:q:{kind}:{subject_id}:{epoch}:{cycle_id(cycle, tz, time.time())[0]}"
 
 
 def flush_worker_redis(url: str) -> None:

@@ -17,7 +17,6 @@ import httpx2 as httpx
 import pytest
 import redis
 
-from modelgate.limits.windows import cycle_id
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import GatewayProcess, drop_pg_database, new_pg_database
 from tests.limits.support import (
@@ -26,6 +25,7 @@ from tests.limits.support import (
     chat_body,
     error_code,
     flush_worker_redis,
+    quota_key,
     root_admin,
     start_gateway,
     upstream_calls,
@@ -128,10 +128,10 @@ async def test_two_processes_share_the_tenant_quota(pair: Pair) -> None:
         assert {error_code(r) for r in burst.status(429)} == {"insufficient_quota"}
         assert upstream_calls(pair.up, ep["model_version"]) == 26
         # the shared counter holds it all, and the status (from the records) agrees
-        cid = cycle_id("monthly", "UTC", time.time())[0]
+        key_t = quota_key(pair.a, "t", tenant.tenant_id)
         with redis.Redis.from_url(pair.redis_url) as r:
             deadline = time.monotonic() + 10
-            while r.hmget(f"mg:q:t:{tenant.tenant_id}:{cid}", "used", "reserved") != [b"520", b"0"]:
+            while r.hmget(key_t, "used", "reserved") != [b"520", b"0"]:
                 assert time.monotonic() < deadline, "tenant counter not settled"
                 time.sleep(0.02)
         deadline = time.monotonic() + 10

@@ -32,6 +32,7 @@ from tests.limits.support import (
     flush_worker_redis,
     insert_usage,
     poll,
+    quota_key,
     recorded_tokens,
     root_admin,
     start_gateway,
@@ -378,8 +379,7 @@ def test_quota_used_survives_a_redis_flush(env: Env) -> None:
         _, key = ta.key()
         assert statuses(env, key, ep["name"], 4) == [200] * 4  # 80 used
         wait_db_tokens(env, "tenant_id", ta.tenant_id, 80)
-        cid = cycle_id("monthly", "UTC", time.time())[0]
-        tkey, ekey = f"mg:q:t:{ta.tenant_id}:{cid}", f"mg:q:e:{ep['id']}:{cid}"
+        tkey, ekey = quota_key(env.gw, "t", ta.tenant_id), quota_key(env.gw, "e", ep["id"])
         with redis.Redis.from_url(env.redis_url) as r:
             assert r.hmget(tkey, "used", "reserved") == [b"80", b"0"]
             flush_worker_redis(env.redis_url)  # Redis loses everything

@@ -22,7 +22,6 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from modelgate.limits.windows import cycle_id
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import GatewayProcess
 from tests.limits.support import (
@@ -31,6 +30,7 @@ from tests.limits.support import (
     chat_body,
     error_code,
     poll,
+    quota_key,
     root_admin,
     start_gateway,
     upstream_calls,
@@ -62,9 +62,8 @@ class Setup:
         poll(lambda: self.recorded(endpoint_id) == tokens, what=f"{tokens} tokens recorded")
 
     def redis_quota(self, endpoint_id: int) -> list[bytes | None]:
-        cid = cycle_id("monthly", "UTC", time.time())[0]
         with self.redis.client() as r:
-            return list(r.hmget(f"mg:q:e:{endpoint_id}:{cid}", "used", "reserved"))
+            return list(r.hmget(quota_key(self.gw, "e", endpoint_id), "used", "reserved"))
 
     def redis_requests(self, endpoint_id: int) -> int:
         with self.redis.client() as r:

@@ -9,15 +9,12 @@ reservation makes used + reserved >= 1000.
 
 from __future__ import annotations
 
-import time
-
 import httpx2 as httpx
 import redis
 
 from modelgate.gateway.tokens import estimate_input_tokens
-from modelgate.limits.windows import cycle_id
 from tests.limits.conftest import Env
-from tests.limits.support import PROMPT_14, chat_body, poll, recorded_tokens, upstream_calls
+from tests.limits.support import PROMPT_14, chat_body, poll, quota_key, recorded_tokens, upstream_calls
 
 TPM, QUOTA, MAX_TOKENS = 1100, 1000, 1000
 BODY = chat_body("x", PROMPT_14, max_tokens=MAX_TOKENS, stream=True)
@@ -49,9 +46,9 @@ def assert_settled(env: Env, ep: dict, recorded: int) -> None:  # type: ignore[t
     """The quota counter holds exactly the recorded tokens and no reservation."""
     if env.backend == "redis":
         assert env.redis_url is not None
-        cid = cycle_id("monthly", "UTC", time.time())[0]
+        key = quota_key(env.gw, "e", ep["id"])
         with redis.Redis.from_url(env.redis_url) as r:
-            poll(lambda: r.hmget(f"mg:q:e:{ep['id']}:{cid}", "used", "reserved") == [str(recorded).encode(), b"0"],
+            poll(lambda: r.hmget(key, "used", "reserved") == [str(recorded).encode(), b"0"],
                  what="the quota counter settled")  # fmt: skip
     poll(lambda: env.root.endpoint_quota(ep["name"])["used"] == recorded, what="quota status")
 

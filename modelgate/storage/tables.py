@@ -353,8 +353,9 @@ class UsageDaily(Base):
         # covering: the statistics of a tenant's month read this index alone (no row lookups)
         Index("ix_usage_daily_tenant_day_all", "tenant_id", "day", "endpoint_id", "user_id", "api_key_id",
               "requests", "input_tokens", "output_tokens", "cost"),  # fmt: skip
-        Index("ix_usage_daily_endpoint_day", "endpoint_id", "day"),
-        Index("ix_usage_daily_user_day", "user_id", "day"),
+        # a user's own statistics (tenant first: SQLite's planner would skip-scan a user-first index
+        # for a whole tenant's statistics by user)
+        Index("ix_usage_daily_tenant_user_day", "tenant_id", "user_id", "day"),
     )
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

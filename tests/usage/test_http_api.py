@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,13 @@ def test_endpoint_metrics_need_a_grant_and_count_the_whole_endpoint(env: Env) ->
     assert env.api(alice, "/endpoints/ep-a/metrics", range="61d").status_code == 400
     got = env.ok(env.admin, "/endpoints/ep-b/metrics", range="30d")
     assert got["granularity"] == "hour" and got["overview"]["requests"] == 4
+    # an explicit window and granularity: UTC-aligned buckets from the one holding start
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(days=2, minutes=7)
+    got = env.ok(env.admin, "/endpoints/ep-b/metrics", start=start.isoformat(), end=end.isoformat(), granularity="day")
+    assert got["granularity"] == "day" and got["series"][0]["t"] == f"{start.date()}T00:00:00+00:00"
+    assert len(got["series"]) == (end.date() - start.date()).days + 1 and got["overview"]["requests"] == 4
+    assert env.api(env.admin, "/endpoints/ep-b/metrics", range="30d", granularity="minute").status_code == 400
 
 
 # --------------------------------------------------------------------------- Prometheus

@@ -13,9 +13,9 @@ from tests.services import require_postgres
 from tests.usage.workload import World, build_world
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The workload, written through the real flusher, on a freshly migrated database."""
+    """The workload, written through the real flusher, on a freshly migrated database (read-only to tests)."""
     tmp = tmp_path_factory.mktemp(f"usage-{request.param}")
     if request.param == "sqlite":
         yield build_world(f"sqlite+aiosqlite:///{tmp / 'usage.db'}", tmp / "spool")

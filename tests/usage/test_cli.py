@@ -21,7 +21,7 @@ from tests.usage.workload import World, build_world, in_local_month, local_today
 @pytest.fixture(scope="module")
 def cli_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, World]]:
     data = tmp_path_factory.mktemp("usage-cli")
-    world = build_world(f"sqlite+aiosqlite:///{data / 'modelgate.db'}", data / "spool")
+    world = build_world(f"sqlite+aiosqlite:///{data / 'modelgate.db'}", data / "spool", span_days=45)
     # COLUMNS: rich renders the table for a wide terminal, so no cell is cut
     yield GatewayProcess(data, extra_env={"COLUMNS": "240"}), world
 

@@ -70,7 +70,7 @@ async def test_statistics_per_dimension_and_range_equal_the_raw_events(
                 want = stats_rows(world, tid, dimension, first, today)
                 check(got, want, first, today)
                 assert got["timezone"] == tz and not got["scoped_to_self"]
-                assert len({r["date"] for r in want}) == days  # every day of the range had traffic
+                assert len({r["date"] for r in want}) >= days - 1  # every day had traffic (bar a new one)
             # custom: the previous local month (a month boundary), and the whole workload span
             prev_first, prev_last = month_of(local_today(tz), back=1)
             got = await usage_stats(s, Actor.system(tid), tenant, dimension=dimension, range_="custom",

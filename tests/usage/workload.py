@@ -67,7 +67,7 @@ ERRORS: dict[str, tuple[int, str]] = {
 SPECIAL_MS = sorted({0.0, 0.4, *(float(b) for b in BOUNDS), *(b + 0.001 for b in BOUNDS), *(b - 0.5 for b in BOUNDS),
                      75_000.0, 250_000.0})  # fmt: skip
 ZONES = {"tz-shanghai": "Asia/Shanghai", "tz-newyork": "America/New_York"}
-SPAN_DAYS = 45
+SPAN_DAYS = 64  # the previous calendar month always starts inside it
 
 
 @dataclass
@@ -157,10 +157,11 @@ def _boundaries(now: float, start: float) -> list[float]:
     return sorted(b for b in out if start < b - 2 and b + 2 < now)
 
 
-def generate(world: World, seed: int = 20240501, n_random: int = 2400, n_dense: int = 700) -> list[UsageEvent]:
+def generate(world: World, seed: int = 20240501, n_random: int = 2400, n_dense: int = 700,
+             span_days: int = SPAN_DAYS) -> list[UsageEvent]:  # fmt: skip
     rnd = random.Random(seed)
     now = world.now
-    start = now - SPAN_DAYS * 86400
+    start = now - span_days * 86400
     seq = iter(range(10**9))
     by_tenant_users = defaultdict(list)
     for uid, (tid, _) in world.users.items():
@@ -254,12 +255,14 @@ async def _write(world: World, spool: Path, batch_size: int, seed: int) -> None:
         await engine.dispose()
 
 
-def build_world(url: str, spool: Path, *, now: float | None = None, batch_size: int = 400) -> World:
+def build_world(
+    url: str, spool: Path, *, now: float | None = None, batch_size: int = 400, span_days: int = SPAN_DAYS
+) -> World:
     """Migrate, create the organisation, generate and write the workload (sync, for module fixtures)."""
     upgrade(url)
     world = World(url=url, now=now if now is not None else datetime.now(UTC).timestamp())
     asyncio.run(_setup(world))
-    world.events = generate(world)
+    world.events = generate(world, span_days=span_days)
     asyncio.run(_write(world, spool, batch_size, seed=7))
     return world
 

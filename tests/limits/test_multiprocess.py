@@ -8,6 +8,7 @@ effect in the other process can only come from the Redis broadcast the admin wri
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ async def test_two_processes_share_the_tenant_quota(pair: Pair) -> None:
         assert {error_code(r) for r in burst.status(429)} == {"insufficient_quota"}
         assert upstream_calls(pair.up, ep["model_version"]) == 26
         # the shared counter holds it all, and the status (from the records) agrees
-        key_t = quota_key(pair.a, "t", tenant.tenant_id)
+        key_t = await asyncio.to_thread(quota_key, pair.a, "t", tenant.tenant_id)  # (asyncio.run inside)
         with redis.Redis.from_url(pair.redis_url) as r:
             deadline = time.monotonic() + 10
             while r.hmget(key_t, "used", "reserved") != [b"520", b"0"]:

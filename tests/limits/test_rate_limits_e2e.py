@@ -195,3 +195,36 @@ def test_several_workers_without_redis_refuse_to_start(env: Env) -> None:
     assert res.returncode != 0
     out = res.stdout + res.stderr
     assert "MODELGATE_REDIS_URL" in out and "--workers" in out
+
+
+@pytest.mark.parametrize("env", ["memory"], indirect=True)
+def test_cli_forms_for_limits(env: Env) -> None:
+    """``modelgate endpoints update NAME --rpm --tpm --quota --quota-cycle`` and ``modelgate keys
+    create --rpm --tpm``, as scripts use them; the running gateway enforces what they set."""
+    ta = env.root.new_tenant()
+    try:
+        ta.set_quota(1000)
+        ep = ta.endpoint(env.up)
+        out = env.gw.cli("endpoints", "update", ep["name"], "--rpm", "3", "--tpm", "1000", "--quota", "5000",
+                         "--quota-cycle", "daily", "--tenant", ta.tenant_name, "--json")  # fmt: skip
+        assert (out["rpm"], out["tpm"], out["quota_tokens"], out["quota_cycle"]) == (3, 1000, 5000, "daily")
+        assert out["warnings"] == ["The endpoint quota (5000) is above the tenant quota (1000); "
+                                   "the effective limit is the tenant's."]  # fmt: skip
+        key = env.gw.cli("keys", "create", "--owner", ta.username, "--rpm", "1", "--tpm", "500",
+                         "--tenant", ta.tenant_name, "--json")  # fmt: skip
+        assert (key["rpm"], key["tpm"]) == (1, 500)
+        _, other = ta.key()
+        env.gw.wait_synced()
+        hdr = {"authorization": f"Bearer {key['secret']}"}
+        url = env.gw.base_url + "/v1/chat/completions"
+        got = [httpx.post(url, json=chat_body(ep["name"]), headers=hdr, timeout=30) for _ in range(2)]
+        assert [r.status_code for r in got] == [200, 429]  # the key's RPM of 1
+        assert "this API key" in got[1].json()["error"]["message"]
+        hdr = {"authorization": f"Bearer {other}"}
+        got = [httpx.post(url, json=chat_body(ep["name"]), headers=hdr, timeout=30) for _ in range(3)]
+        assert [r.status_code for r in got] == [200, 200, 429]  # the endpoint's RPM of 3
+        assert got[0].headers["x-ratelimit-limit-tokens"] == "1000"
+        text = env.gw.cli("endpoints", "update", ep["name"], "--quota", "2000", "--tenant", ta.tenant_name)
+        assert "warning:" in text and "effective limit is the tenant's" in text
+    finally:
+        ta.close()

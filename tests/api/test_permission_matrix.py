@@ -100,9 +100,10 @@ def world(env: Env) -> Iterator[World]:
         if ep_role is not None:
             ga.api.ok("POST", "/grants", 201, json={"username": people[role].username, "role": ep_role,
                                                     "endpoints": [own["name"]]})  # fmt: skip
-    victim = add_person(ga.api, "victim", TENANT)
+    victim = add_person(ga.api, "victim", TENANT, sign_in=False)
     key_of = {role: create_key(ga.api, p.username, name=f"{p.username}-main") for role, p in people.items()}
-    yield World(env, ga, people, victim, add_person(ga.api, "ga-candidate", TENANT), own["name"], other["name"],
+    candidate = add_person(ga.api, "ga-candidate", TENANT, sign_in=False)
+    yield World(env, ga, people, victim, candidate, own["name"], other["name"],
                 {own["name"]: own["id"], other["name"]: other["id"]}, key_of,
                 create_key(ga.api, victim.username))  # fmt: skip
 

@@ -157,8 +157,9 @@ class Env:
 
 def start_env(data_dir: Path, upstream: FakeUpstream, database_url: str | None = None,
               extra_env: dict[str, str] | None = None) -> Iterator[Env]:
-    gw = GatewayProcess(data_dir, database_url=database_url, extra_env=extra_env).start()
+    gw = GatewayProcess(data_dir, database_url=database_url, extra_env=extra_env)
     try:
+        gw.start()  # inside the try: a gateway that fails to come up is stopped too
         with httpx.Client(base_url=gw.base_url, timeout=60) as http:
             assert gw.admin_password
             admin = Api(http, login(http, "admin", gw.admin_password), "admin")

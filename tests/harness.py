@@ -69,6 +69,7 @@ class GatewayProcess:
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)
+        self.stop()  # never leak a half-started server into the next test
         raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:

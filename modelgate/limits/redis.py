@@ -36,7 +36,7 @@ local function retry(buckets, used, cost, limit)
   local need, freed = used + cost - limit, 0
   for _, b in ipairs(buckets) do
     freed = freed + b[2]
-    if freed >= need then return math.max(1, b[1] + 60 - now) end
+    if freed >= need then return math.min(60, math.max(1, b[1] + 60 - now)) end
   end
   return 60
 end

@@ -69,5 +69,5 @@ def retry_after(buckets: list[tuple[int, int]], used: int, cost: int, limit: int
     for sec, amount in sorted(buckets):
         freed += amount
         if freed >= need:
-            return max(1, sec + WINDOW - now_sec)
+            return min(WINDOW, max(1, sec + WINDOW - now_sec))  # a bucket stamped by a later clock
     return WINDOW

@@ -29,6 +29,8 @@ from targets import (
     LITELLM,
     MODEL,
     MODELGATE,
+    MODELGATE_LIMITS,
+    MODELGATE_REDIS,
     PASSTHROUGH,
     Target,
     check,
@@ -180,6 +182,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="measure every scenario N times, keep the best")
     parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy (slow; may install)")
     parser.add_argument("--skip-modelgate", action="store_true", help="only the upstream and pass-through rows")
+    parser.add_argument("--limits", action="store_true",
+                        help="also modelgate with RPM/TPM/quotas on, in-process and on Redis (issue 4's rows)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="Redis for the (c3) row")
     return parser.parse_args(argv)
 
 
@@ -200,6 +205,12 @@ def start_targets(
     ]
     if not args.skip_modelgate:
         starters.append((MODELGATE, lambda: start_modelgate(upstream, log_dir, log_dir / "data")))
+    if args.limits and not args.skip_modelgate:
+        starters.append((MODELGATE_LIMITS, lambda: start_modelgate(upstream, log_dir, log_dir / "data-limits",
+                                                                   MODELGATE_LIMITS, limits=True)))  # fmt: skip
+        starters.append((MODELGATE_REDIS, lambda: start_modelgate(upstream, log_dir, log_dir / "data-redis",
+                                                                  MODELGATE_REDIS, limits=True,
+                                                                  redis_url=args.redis_url)))  # fmt: skip
     if args.litellm:
         starters.append((LITELLM, lambda: start_litellm(upstream, log_dir)))
     for name, starter in starters:

@@ -108,7 +108,17 @@ def json_from(stdout: str) -> dict[str, object]:
     return value
 
 
-def start_modelgate(upstream: Target, log_dir: Path, data_dir: Path) -> Target:
+MODELGATE_LIMITS = "(c2) modelgate + limits, in-process"
+MODELGATE_REDIS = "(c3) modelgate + limits, Redis"
+NO_LIMIT = str(10**15)  # limits that never bind: the admission work is measured, not refusals
+
+
+def start_modelgate(
+    upstream: Target, log_dir: Path, data_dir: Path, name: str = MODELGATE, *, limits: bool = False,
+    redis_url: str | None = None,
+) -> Target:
+    """modelgate with key auth, permission check and usage recording; with ``limits`` also RPM, TPM,
+    an endpoint quota and a tenant quota on every request (in-process counters, or Redis)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     modelgate_cli(["init"], data_dir)
     modelgate_cli(
@@ -129,16 +139,23 @@ def start_modelgate(upstream: Target, log_dir: Path, data_dir: Path) -> Target:
     secret = json_from(modelgate_cli(["keys", "create", "--owner", "admin", "--name", "bench", "--json"], data_dir))[
         "secret"
     ]
+    if limits:
+        modelgate_cli(["endpoints", "update", MODEL, "--rpm", "1000000000", "--tpm", NO_LIMIT, "--quota", NO_LIMIT],
+                      data_dir)  # fmt: skip
+        modelgate_cli(["quota", "set", "--tokens", NO_LIMIT], data_dir)
+    env = {"MODELGATE_DATA_DIR": str(data_dir)}
+    if redis_url:
+        env["MODELGATE_REDIS_URL"] = redis_url
     port = free_port()
     server = start(
-        "modelgate",
+        name.split(")")[0].strip("("),
         [str(VENV_BIN / "modelgate"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cpu=PROXY_CPU,
         log_dir=log_dir,
-        env={"MODELGATE_DATA_DIR": str(data_dir)},
+        env=env,
     )
     wait_http(server, f"http://127.0.0.1:{port}/healthz")
-    return Target(MODELGATE, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {secret}", [server])
+    return Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {secret}", [server])
 
 
 # ------------------------------------------------------------------------ LiteLLM

@@ -12,12 +12,13 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -29,7 +30,6 @@ from starlette.routing import Route
 from modelgate.api.app import admin_routes, build_api
 from modelgate.console import console_routes
 from modelgate.errors import ServiceUnavailable, openai_error_body
-from modelgate.services.sessions import LoginThrottle
 from modelgate.gateway.forward import UpstreamClient
 from modelgate.gateway.pipeline import Gateway
 from modelgate.gateway.routes import v1_routes
@@ -37,17 +37,19 @@ from modelgate.limits import CounterStore, Limiter, MemoryStore, QuotaScope
 from modelgate.limits.redis import RedisStore
 from modelgate.observability.metrics import Metrics
 from modelgate.runtime.loader import quota_used_since
-from modelgate.usage.retention import prune
 from modelgate.runtime.refresher import RuntimeState
 from modelgate.secrets_box import SecretBox, load_master_key
+from modelgate.services.sessions import LoginThrottle
 from modelgate.settings import Settings
 from modelgate.storage.engine import make_engine, make_sessionmaker
 from modelgate.usage.flusher import UsageFlusher
 from modelgate.usage.recorder import UsageRecorder
+from modelgate.usage.retention import prune
 
 __all__ = ["Services", "create_app"]
 
 log = logging.getLogger("modelgate")
+T = TypeVar("T")
 
 
 class Services:
@@ -72,6 +74,19 @@ class Services:
         self.limiter = Limiter(store, self._quota_used, policy=settings.redis_failure_policy)
         self.gateway = Gateway(self.runtime, self.recorder, self.client, self.limiter, settings.max_body_bytes)
         self.login_throttle = LoginThrottle()
+
+    async def read(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """A control-plane read in its own session (API, console)."""
+        async with self.sessions() as session:
+            return await fn(session)
+
+    async def write(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """A control-plane write in one transaction; then every process's snapshot is reloaded,
+        so the very next data-plane request sees the change."""
+        async with self.sessions() as session, session.begin():
+            result = await fn(session)
+        await self.runtime.changed()
+        return result
 
     def _tz_of(self, tenant_id: int) -> str:
         tenant = self.runtime.snapshot.tenants.get(tenant_id)

@@ -63,15 +63,10 @@ class Ctx:
         return self.principal.tenant_id
 
     async def read(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with self.services.sessions() as session:
-            return await fn(session)
+        return await self.services.read(fn)  # type: ignore[no-any-return]
 
     async def write(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """One transaction; then reload the snapshot so the next request sees the change."""
-        async with self.services.sessions() as session, session.begin():
-            result = await fn(session)
-        await self.services.runtime.changed()
-        return result
+        return await self.services.write(fn)  # type: ignore[no-any-return]
 
 
 async def _principal(request: Request) -> Principal | None:

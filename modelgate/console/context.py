@@ -73,15 +73,10 @@ class PageContext:
 
     # -- data
     async def read(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with self.services.sessions() as session:
-            return await fn(session)
+        return await self.services.read(fn)  # type: ignore[no-any-return]
 
     async def write(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """One transaction; then reload the snapshot so the data plane sees the change at once."""
-        async with self.services.sessions() as session, session.begin():
-            result = await fn(session)
-        await self.services.runtime.changed()
-        return result
+        return await self.services.write(fn)  # type: ignore[no-any-return]
 
     # -- input
     async def form(self) -> FormData:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import time
@@ -21,7 +22,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,10 +29,10 @@ from starlette.routing import Route
 
 from modelgate.api.app import admin_routes, build_api
 from modelgate.console import console_routes
-from modelgate.errors import ServiceUnavailable, openai_error_body
+from modelgate.errors import ServiceUnavailable
 from modelgate.gateway.forward import UpstreamClient
 from modelgate.gateway.pipeline import Gateway
-from modelgate.gateway.routes import v1_routes
+from modelgate.gateway.asgi import ASGIApp, DataPlane
 from modelgate.limits import CounterStore, Limiter, MemoryStore, QuotaScope
 from modelgate.limits.redis import RedisStore
 from modelgate.observability.metrics import Metrics
@@ -124,6 +124,7 @@ class Services:
         self.runtime.start()
         self.flusher.start()
         self._retention = asyncio.get_running_loop().create_task(self._retention_loop(), name="usage-retention")
+        quiet_garbage_collector()
 
     async def stop(self) -> None:
         if self._retention is not None:
@@ -137,41 +138,37 @@ class Services:
         await self.engine.dispose()
 
 
-def _is_v1(request: Request) -> bool:
-    return request.url.path.startswith("/v1")
+def quiet_garbage_collector() -> None:
+    """Move everything alive after start-up (modules, SQLAlchemy metadata, the snapshot) out of the
+    collector's sight, and collect the young generation less often.
 
-
-def _request_id(request: Request) -> dict[str, str]:
-    """Every /v1 response carries x-request-id, unrouted and failed ones too (DESIGN.md §4)."""
-    return {"x-request-id": request.app.state.services.gateway.request_id()}
+    Why: a request allocates a few hundred short-lived container objects; with the default
+    thresholds the collector ran every few requests and, every so often, walked the whole heap
+    (a full collection costs milliseconds with SQLAlchemy and FastAPI loaded). Measured with
+    bench/run.py: at 32 connections p99 fell from ~66 ms to ~14 ms and throughput rose ~20 %.
+    Reference cycles are still collected, only in larger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if _is_v1(request):
-        code = "unknown_url" if exc.status_code == 404 else "method_not_allowed"
-        message = (
-            f"Unknown request URL: {request.method} {request.url.path}."
-            if exc.status_code == 404
-            else f"{request.method} is not allowed on {request.url.path}."
-        )
-        return Response(openai_error_body(message, "invalid_request_error", None, code), exc.status_code,
-                        _request_id(request), media_type="application/json")  # fmt: skip
     return JSONResponse({"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
                          "detail": str(exc.detail)}, exc.status_code, media_type="application/problem+json")  # fmt: skip
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    if _is_v1(request):
-        body = openai_error_body("The gateway hit an internal error.", "server_error", None, "internal_error")
-        return Response(body, 500, _request_id(request), media_type="application/json")
     return JSONResponse({"type": "about:blank", "title": "Internal error", "status": 500,
                          "detail": "The gateway hit an internal error."}, 500,
                         media_type="application/problem+json")  # fmt: skip
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ASGIApp:
+    """The process's ASGI application: the raw /v1 data plane in front of the Starlette control
+    plane (``/api/v1``, console, health, metrics); ``app.state.services`` works on it."""
     services = Services(settings)
 
     @asynccontextmanager
@@ -219,30 +216,29 @@ def create_app(settings: Settings) -> Starlette:
     api = build_api()
     api.state.services = services
     routes = [
-        *v1_routes(services.gateway),
         *admin_routes(api),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         *console_routes(),  # "/" (redirects to the console) and /console/*
     ]
-    middleware = []
-    if settings.cors_origins:
-        middleware.append(
-            Middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
-                       allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])  # fmt: skip
-        )
-    app = Starlette(
+    control = Starlette(
         routes=routes,
-        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
-    app.state.services = services
+    control.state.services = services
+    app: ASGIApp = DataPlane(control, services.gateway)
+    if settings.cors_origins:
+        # outermost, so browser clients get CORS headers on /v1 and /api/v1 alike
+        cors = CORSMiddleware(app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+                              allow_headers=["*"], expose_headers=["x-request-id", "retry-after"])  # fmt: skip
+        cors.state = control.state  # type: ignore[attr-defined]
+        app = cors
     return app
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> ASGIApp:
     """Factory for multi-worker servers: each worker builds its app from the environment."""
     import os
     from pathlib import Path

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hmac
 import time
 
-from starlette.datastructures import Headers
-
 from modelgate.errors import AuthenticationFailed
 from modelgate.ids import digest
 from modelgate.ids import split_key as _split
@@ -21,16 +19,20 @@ _NO_KEY = (
 _BAD_KEY = "Incorrect API key provided."
 
 
-def presented_key(headers: Headers) -> str | None:
-    auth = headers.get("authorization")
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    """The key from ``Authorization: Bearer``, else ``api-key``, else ``x-api-key`` (lower-case
+    header names, as ASGI servers deliver them)."""
+    auth = headers.get(b"authorization")
     if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return headers.get("api-key") or headers.get("x-api-key")
+        scheme, _, value = auth.partition(b" ")
+        value = value.strip()
+        if scheme.lower() == b"bearer" and value:
+            return value.decode("latin-1")
+    raw = headers.get(b"api-key") or headers.get(b"x-api-key")
+    return raw.decode("latin-1") if raw else None
 
 
-def authenticate(snapshot: Snapshot, headers: Headers) -> KeyEntry:
+def authenticate(snapshot: Snapshot, headers: dict[bytes, bytes]) -> KeyEntry:
     raw = presented_key(headers)
     if not raw:
         raise AuthenticationFailed(_NO_KEY, code="missing_api_key")

@@ -12,13 +12,12 @@ import time
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 
 from modelgate.adapters import ADAPTERS
 from modelgate.adapters.base import Usage
 from modelgate.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, PermissionDenied, UpstreamError
 from modelgate.gateway.admission import admit, plan_for
+from modelgate.gateway.asgi import Receive, Reply, json_reply
 from modelgate.gateway.auth import authenticate
 from modelgate.gateway.forward import UpstreamClient, upstream_failure
 from modelgate.gateway.streaming import StreamOutcome, StreamResponse
@@ -39,10 +38,12 @@ _ROUTE_PATH = {
     "embeddings": "/v1/embeddings",
     "images": "/v1/images/generations",
 }
-_JSON = "application/json"
+# the request headers the data plane reads (ASGI delivers names in lower case)
+_WANTED = frozenset({b"authorization", b"api-key", b"x-api-key", b"content-length", b"x-modelgate-channel"})
 # Channels a client may declare with ``x-modelgate-channel`` (the SQL functions send ``sql``);
 # anything else is ignored so a client cannot forge internal channels such as ``test``.
 CLIENT_CHANNELS = frozenset({"api", "sql"})
+_STREAM_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"))
 _PROBES: dict[str, tuple[str, dict[str, Any]]] = {
     "llm": ("chat", {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}),
     "embedding": ("embeddings", {"input": "ping"}),
@@ -107,19 +108,22 @@ class Gateway:
     def request_id(self) -> str:
         return f"{self._rid_prefix}{next(self._rid_counter):010x}"
 
-    async def _read_json(self, request: Request) -> dict[str, Any]:
-        length = request.headers.get("content-length")
+    async def _read_json(self, receive: Receive, length: bytes | None) -> dict[str, Any]:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
+        raw = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away before sending it all
+                raise BadRequest("The request body was not received completely.", code="incomplete_body",
+                                 error_type="client_disconnected")  # fmt: skip
+            raw += message.get("body", b"")
+            if len(raw) > self.max_body:
                 raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
-            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
         try:
-            body = orjson.loads(b"".join(chunks))
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
                              code="invalid_json") from None  # fmt: skip
@@ -127,19 +131,24 @@ class Gateway:
             raise BadRequest("The request body must be a JSON object.", code="invalid_json")
         return body
 
-    async def invoke(self, request: Request, route: str, channel: str = "api") -> Any:
+    async def invoke(self, raw_headers: list[tuple[bytes, bytes]], receive: Receive, route: str,
+                     channel: str = "api") -> Any:  # fmt: skip
+        """The ASGI reply (a ``Reply`` or a ``StreamResponse``) for one data-plane call."""
         started = time.perf_counter()
         rid = self.request_id()
-        declared = request.headers.get("x-modelgate-channel")
-        channel = declared if declared in CLIENT_CHANNELS else channel
+        headers = {k: v for k, v in raw_headers if k in _WANTED}
+        declared = headers.get(b"x-modelgate-channel")
+        if declared is not None:
+            name = declared.decode("latin-1")
+            channel = name if name in CLIENT_CHANNELS else channel
         ev = UsageEvent(ts=time.time(), request_id=rid, route=route, status_code=200, channel=channel)
         snap = self.runtime.snapshot
         endpoint: EndpointEntry | None = None
         body: dict[str, Any] | None = None
         try:
-            key = authenticate(snap, request.headers)
+            key = authenticate(snap, headers)
             ev.tenant_id, ev.user_id, ev.api_key_id = key.tenant_id, key.owner_id, key.id
-            body = await self._read_json(request)
+            body = await self._read_json(receive, headers.get(b"content-length"))
             endpoint = find_endpoint(snap, key.tenant_id, body.get("model"))
             ev.endpoint_id = endpoint.id  # a call for the wrong route still counts against the endpoint
             check_category(endpoint, route)
@@ -162,9 +171,9 @@ class Gateway:
         adapter = ADAPTERS[endpoint.api_family]
         estimate_in = estimate_input_tokens(body)
         plan = plan_for(snap, key, endpoint.tenant_id, endpoint, estimate_in, body, route, ev.ts)
-        headers: dict[str, str] = {"x-request-id": ev.request_id}
+        headers: dict[str, str] = {}
         if plan is not None:
-            headers.update(await admit(self.limiter, plan, endpoint, snap))
+            headers = await admit(self.limiter, plan, endpoint, snap)
         try:
             prepared = adapter.prepare(route, body, endpoint)
             ev.is_stream = prepared.is_stream
@@ -185,8 +194,8 @@ class Gateway:
                     ev.latency_ms = (time.perf_counter() - started) * 1000.0
                     self._finish(ev, plan)
 
-                stream_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-                stream_headers += [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+                stream_headers = [(b"x-request-id", ev.request_id.encode()), *_STREAM_HEADERS]
+                stream_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
                 return StreamResponse(upstream, relay, stream_headers, done)
             raw = await self.client.read(endpoint, upstream)
             try:
@@ -201,7 +210,7 @@ class Gateway:
         self._settle(ev, endpoint, usage, estimate_in, out_chars)
         ev.latency_ms = (time.perf_counter() - started) * 1000.0
         self._finish(ev, plan)
-        return Response(content, 200, headers, media_type=_JSON)
+        return json_reply(200, content, ev.request_id, headers)
 
     def _finish(self, ev: UsageEvent, plan: Plan | None) -> None:
         """Settle the reservation with the tokens recorded for the call, then record the event."""
@@ -241,11 +250,11 @@ class Gateway:
         ev.cached_tokens, ev.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
         ev.cost = (usage.input_tokens * ep.price_input_per_m + usage.output_tokens * ep.price_output_per_m) / 1e6
 
-    def list_models(self, request: Request) -> Response:
+    def list_models(self, raw_headers: list[tuple[bytes, bytes]]) -> Reply:
         rid = self.request_id()
         snap = self.runtime.snapshot
         try:
-            key = authenticate(snap, request.headers)
+            key = authenticate(snap, {k: v for k, v in raw_headers if k in _WANTED})
         except GatewayError as exc:
             return error_response(exc, rid)
         data = [
@@ -253,9 +262,8 @@ class Gateway:
             for ep in snap.endpoints.get(key.tenant_id, {}).values()
             if may_invoke(snap, key.owner_id, ep)
         ]
-        return Response(orjson.dumps({"object": "list", "data": data}), 200, {"x-request-id": rid}, media_type=_JSON)
+        return json_reply(200, orjson.dumps({"object": "list", "data": data}), rid)
 
 
-def error_response(exc: GatewayError, request_id: str) -> Response:
-    headers = {"x-request-id": request_id, **exc.headers}
-    return Response(exc.openai_body(), exc.status, headers, media_type=_JSON)
+def error_response(exc: GatewayError, request_id: str) -> Reply:
+    return json_reply(exc.status, exc.openai_body(), request_id, exc.headers)

@@ -122,7 +122,7 @@ async def test_no_database_round_trip_per_request(configured: Configured) -> Non
 
     event.listen(services.engine.sync_engine, "before_cursor_execute", on_execute)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+    async with app.control.router.lifespan_context(app.control), httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         # warm up: first requests, first flush, a few version polls
         assert set(await _calls(client, configured.key, 1)) == {200, 401, 404}
         await _wait(lambda: services.flusher.flushed >= 10)

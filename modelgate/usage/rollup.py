@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from modelgate.storage.tables import ERROR_TYPES, LATENCY_BUCKETS_MS
 from modelgate.usage.events import UsageEvent
 
-__all__ = ["DAILY_COUNTERS", "MINUTE_COUNTERS", "bucket_of", "by_hour", "error_class", "fold"]
+__all__ = ["DAILY_COUNTERS", "MINUTE_COUNTERS", "Folder", "bucket_of", "by_hour", "error_class", "fold"]
 
 _KNOWN = frozenset(ERROR_TYPES)
 _ALIASES = {"not_found": "bad_request"}
@@ -28,6 +28,8 @@ MINUTE_COUNTERS = (
     + [f"ttft_b{i}" for i in range(_NBUCKETS)]
 )
 DAILY_COUNTERS = ["requests", "successes", "input_tokens", "output_tokens", "cost"]
+_LAT = tuple(f"lat_b{i}" for i in range(_NBUCKETS))
+_TTFT = tuple(f"ttft_b{i}" for i in range(_NBUCKETS))
 
 
 def error_class(error_type: str | None) -> str | None:
@@ -50,45 +52,59 @@ def _zone_day(zones: dict[str, ZoneInfo], tz: str, ts: float) -> str:
     return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d")
 
 
+class Folder:
+    """Folds events into rollup rows; ``add`` may be called batch slice by batch slice, so the
+    flusher can yield to the event loop between slices."""
+
+    def __init__(self, tz_of: Callable[[int], str]) -> None:
+        self.tz_of = tz_of
+        self.minutes: dict[tuple[int, int], dict[str, Any]] = {}
+        self.days: dict[tuple[str, int, int, int, int], dict[str, Any]] = {}
+        self._zones: dict[str, ZoneInfo] = {}
+
+    def add(self, events: Iterable[UsageEvent]) -> None:
+        minutes, days, zones, tz_of = self.minutes, self.days, self._zones, self.tz_of
+        for e in events:
+            tenant, endpoint = e.tenant_id or 0, e.endpoint_id or 0
+            err = error_class(e.error_type)
+            ok = 1 if err is None and e.status_code < 400 else 0
+            mkey = (endpoint, int(e.ts) // 60 * 60)
+            m = minutes.get(mkey)
+            if m is None:
+                m = minutes[mkey] = dict.fromkeys(MINUTE_COUNTERS, 0)
+                m.update(endpoint_id=endpoint, minute=mkey[1], tenant_id=tenant)
+            m["requests"] += 1
+            m["successes"] += ok
+            m["input_tokens"] += e.input_tokens
+            m["output_tokens"] += e.output_tokens
+            m["cost"] += e.cost
+            m["latency_sum_ms"] += e.latency_ms
+            m[_LAT[bucket_of(e.latency_ms)]] += 1
+            if e.ttft_ms is not None:
+                m["ttft_count"] += 1
+                m["ttft_sum_ms"] += e.ttft_ms
+                m[_TTFT[bucket_of(e.ttft_ms)]] += 1
+            if err is not None:
+                m["err_" + err] += 1
+            dkey = (_zone_day(zones, tz_of(tenant), e.ts), tenant, endpoint, e.user_id or 0, e.api_key_id or 0)
+            d = days.get(dkey)
+            if d is None:
+                d = days[dkey] = dict.fromkeys(DAILY_COUNTERS, 0)
+                d.update(day=dkey[0], tenant_id=tenant, endpoint_id=endpoint, user_id=dkey[3], api_key_id=dkey[4])
+            d["requests"] += 1
+            d["successes"] += ok
+            d["input_tokens"] += e.input_tokens
+            d["output_tokens"] += e.output_tokens
+            d["cost"] += e.cost
+
+
 def fold(
     events: Iterable[UsageEvent], tz_of: Callable[[int], str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    minutes: dict[tuple[int, int], dict[str, Any]] = {}
-    days: dict[tuple[str, int, int, int, int], dict[str, Any]] = {}
-    zones: dict[str, ZoneInfo] = {}
-    for e in events:
-        tenant, endpoint = e.tenant_id or 0, e.endpoint_id or 0
-        err = error_class(e.error_type)
-        ok = 1 if err is None and e.status_code < 400 else 0
-        mkey = (endpoint, int(e.ts) // 60 * 60)
-        m = minutes.get(mkey)
-        if m is None:
-            m = minutes[mkey] = dict.fromkeys(MINUTE_COUNTERS, 0)
-            m.update(endpoint_id=endpoint, minute=mkey[1], tenant_id=tenant)
-        m["requests"] += 1
-        m["successes"] += ok
-        m["input_tokens"] += e.input_tokens
-        m["output_tokens"] += e.output_tokens
-        m["cost"] += e.cost
-        m["latency_sum_ms"] += e.latency_ms
-        m[f"lat_b{bucket_of(e.latency_ms)}"] += 1
-        if e.ttft_ms is not None:
-            m["ttft_count"] += 1
-            m["ttft_sum_ms"] += e.ttft_ms
-            m[f"ttft_b{bucket_of(e.ttft_ms)}"] += 1
-        if err is not None:
-            m[f"err_{err}"] += 1
-        dkey = (_zone_day(zones, tz_of(tenant), e.ts), tenant, endpoint, e.user_id or 0, e.api_key_id or 0)
-        d = days.get(dkey)
-        if d is None:
-            d = days[dkey] = dict.fromkeys(DAILY_COUNTERS, 0)
-            d.update(day=dkey[0], tenant_id=tenant, endpoint_id=endpoint, user_id=dkey[3], api_key_id=dkey[4])
-        d["requests"] += 1
-        d["successes"] += ok
-        d["input_tokens"] += e.input_tokens
-        d["output_tokens"] += e.output_tokens
-        d["cost"] += e.cost
-    return list(minutes.values()), list(days.values())
+    """Minute rows and daily rows of a batch, in one go."""
+    folder = Folder(tz_of)
+    folder.add(events)
+    return list(folder.minutes.values()), list(folder.days.values())
 
 
 def by_hour(minutes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -105,11 +105,14 @@ class OpenAIStreamRelay:
 
     def _event(self, raw: bytes) -> bytes:
         payload = None
-        for line in raw.split(b"\n"):
-            if line.startswith(b"data:"):
-                # SSE: an event's data may span several data lines, joined with newlines
-                part = line[5:].strip()
-                payload = part if payload is None else payload + b"\n" + part
+        if raw.startswith(b"data:") and b"\n" not in raw:  # one data line: what vendors send
+            payload = raw[5:].strip()
+        else:
+            for line in raw.split(b"\n"):
+                if line.startswith(b"data:"):
+                    # SSE: an event's data may span several data lines, joined with newlines
+                    part = line[5:].strip()
+                    payload = part if payload is None else payload + b"\n" + part
         if payload is None:
             return raw + b"\n\n" if raw.strip() and not raw.startswith(b":") else b""
         if payload == _DONE:

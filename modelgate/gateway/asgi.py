@@ -71,22 +71,15 @@ class DataPlane:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.control(scope, receive, send)
             return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
         try:
             reply = await self._route(scope, receive)
-            await reply(scope, receive, tracked)
         except Exception:
             # a bug of ours: logged with its trace here, never shown to the client
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if not started:
-                body = openai_error_body("The gateway hit an internal error.", "server_error", None, "internal_error")
-                await json_reply(500, body, self.gateway.request_id())(scope, receive, send)
+            body = openai_error_body("The gateway hit an internal error.", "server_error", None, "internal_error")
+            reply = json_reply(500, body, self.gateway.request_id())
+        # a reply handles its own failures once started (a stream reports them in-band)
+        await reply(scope, receive, send)
 
     async def _route(self, scope: Scope, receive: Receive) -> Any:
         path, method = scope["path"], scope["method"]

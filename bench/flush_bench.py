@@ -17,6 +17,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -28,13 +29,24 @@ from usage_bench import create_org, events, pg_admin  # noqa: E402
 from modelgate.observability.metrics import Metrics  # noqa: E402
 from modelgate.storage.engine import make_engine, make_sessionmaker  # noqa: E402
 from modelgate.storage.migrate import upgrade  # noqa: E402
+from modelgate.usage.events import UsageEvent  # noqa: E402
 from modelgate.usage.flusher import UsageFlusher  # noqa: E402
 from modelgate.usage.recorder import UsageRecorder  # noqa: E402
 
 console = Console(width=140)
 
 
-async def measure(url: str, batch: int, batches: int, spool: Path) -> dict[str, float]:
+def one_caller(stream: Iterator[UsageEvent]) -> Iterator[UsageEvent]:
+    """Every event from the same key, user and endpoint, arriving now at 5,000 a second (bench/run.py's
+    traffic): rollups stay tiny, so the cost is the detail rows'."""
+    now = time.time()
+    for i, e in enumerate(stream):
+        e.tenant_id, e.endpoint_id, e.user_id, e.api_key_id = 1, 1, 1, 1
+        e.ts = now + i / 5000
+        yield e
+
+
+async def measure(url: str, batch: int, batches: int, spool: Path, uniform: bool) -> dict[str, float]:
     org = await create_org(url)
     engine = make_engine(url)
     try:
@@ -42,6 +54,8 @@ async def measure(url: str, batch: int, batches: int, spool: Path) -> dict[str, 
         flusher = UsageFlusher(recorder, make_sessionmaker(engine), 60.0,
                                tz_of=lambda tid: org.tenants.get(tid, "UTC"), metrics=Metrics())  # fmt: skip
         stream = events(org, batch * (batches + 2), time.time())
+        if uniform:
+            stream = one_caller(stream)
         for _ in range(2):  # warm-up: connections, statement caches
             for _ in range(batch):
                 recorder.record(next(stream))
@@ -68,20 +82,22 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=500, help="events per flush (the server's default batch)")
     ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--one-caller", action="store_true",
+                    help="all events from one key and endpoint, like bench/run.py (default: 1,800 keys)")
     ap.add_argument("--postgres", help="also PostgreSQL at this URL (a scratch database is created and dropped)")
     args = ap.parse_args()
     rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/flush.db"
         upgrade(url)
-        rows.append(("sqlite", await measure(url, args.batch, args.batches, Path(tmp) / "spool")))
+        rows.append(("sqlite", await measure(url, args.batch, args.batches, Path(tmp) / "spool", args.one_caller)))
         if args.postgres:
             await pg_admin("DROP DATABASE IF EXISTS mg_flush_bench")
             await pg_admin("CREATE DATABASE mg_flush_bench")
             try:
                 pg = args.postgres.rsplit("/", 1)[0] + "/mg_flush_bench"
                 upgrade(pg)
-                rows.append(("postgresql", await measure(pg, args.batch, args.batches, Path(tmp) / "spool")))
+                rows.append(("postgresql", await measure(pg, args.batch, args.batches, Path(tmp) / "spool", args.one_caller)))
             finally:
                 await pg_admin("DROP DATABASE IF EXISTS mg_flush_bench")
     table = Table(title=f"usage flusher cost per event ({args.batch}-event batches x {args.batches})")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from procs import LOAD_CPU, can_pin
@@ -73,6 +73,7 @@ def measure(target: Target, seconds: float, warmup: float, console: Console) -> 
                     auth=target.auth,
                     cpu=LOAD_CPU,
                 )
+            target.drain()  # the warm-up's usage is written before the measured run starts
             result = run_wrk(
                 target.url,
                 connections=connections,
@@ -81,6 +82,9 @@ def measure(target: Target, seconds: float, warmup: float, console: Console) -> 
                 auth=target.auth,
                 cpu=LOAD_CPU,
             )
+            lag = target.drain()
+            if lag:
+                result = replace(result, duration_us=result.duration_us + int(lag * 1e6))
             console.print(
                 f"  {target.name:20} {mode:10} c={connections:<3} {result.rps:9.0f} req/s  "
                 f"p50 {result.p50_us / 1000:.2f} ms  p99 {result.p99_us / 1000:.2f} ms"

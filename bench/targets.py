@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -38,6 +39,25 @@ class Target:
     url: str  # the chat completions URL
     auth: str | None  # the Authorization header value
     servers: list[Server] = field(default_factory=list)
+    # modelgate only: the readiness URL, whose usage_buffer says how many usage events still wait
+    ready_url: str | None = None
+
+    def drain(self, timeout: float = 120.0) -> float:
+        """Seconds until every usage event recorded so far is written (0 for other proxies).
+
+        A gateway whose writer fell behind during a run has not finished that run's work: the
+        benchmark adds this time to the run, so requests/s means requests *recorded* per second.
+        """
+        if self.ready_url is None:
+            return 0.0
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            with urllib.request.urlopen(self.ready_url, timeout=10) as resp:
+                waiting = json.loads(resp.read())["checks"]["usage_buffer"]
+            if waiting == 0:
+                return time.perf_counter() - started
+            time.sleep(0.02)
+        raise RuntimeError(f"usage buffer not drained after {timeout:.0f} s")
 
     def stop(self) -> None:
         for server in reversed(self.servers):
@@ -155,7 +175,8 @@ def start_modelgate(
         env=env,
     )
     wait_http(server, f"http://127.0.0.1:{port}/healthz")
-    return Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {secret}", [server])
+    return Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", f"Bearer {secret}", [server],
+                  ready_url=f"http://127.0.0.1:{port}/readyz")  # fmt: skip
 
 
 # ------------------------------------------------------------------------ LiteLLM

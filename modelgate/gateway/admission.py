@@ -30,11 +30,11 @@ def _output_estimate(body: dict[str, Any], endpoint: EndpointEntry, route: str) 
     return endpoint.default_output_tokens
 
 
-def plan_for(
-    snap: Snapshot, key: KeyEntry | None, tenant_id: int, endpoint: EndpointEntry, input_estimate: int,
-    body: dict[str, Any], route: str, now: float,
-) -> Plan | None:  # fmt: skip
-    """The limits that apply, or None when none does (then the store is not consulted at all)."""
+def _scopes(
+    snap: Snapshot, key: KeyEntry | None, tenant_id: int, endpoint: EndpointEntry, now: float
+) -> tuple[list[RateScope], list[QuotaScope], float, float]:
+    """The rate and quota scopes of (key, endpoint), and from and until when they hold (the quota
+    cycles: a new cycle is a new counter key)."""
     rates: list[RateScope] = []
     if endpoint.rpm is not None or endpoint.tpm is not None:
         rates.append(RateScope(f"ep:{endpoint.id}", endpoint.rpm, endpoint.tpm))
@@ -43,12 +43,47 @@ def plan_for(
     quotas: list[QuotaScope] = []
     tenant = snap.tenants.get(tenant_id)
     tz = tenant.timezone if tenant else "UTC"
+    since, until = float("-inf"), float("inf")
     if tenant is not None and tenant.quota_tokens is not None:
         cid, start, end = cycle_id(tenant.quota_cycle, tz, now)
         quotas.append(QuotaScope(f"t:{tenant.id}:{tenant.quota_epoch}:{cid}", tenant.quota_tokens, start, end, "tenant", tenant.id))
+        since, until = max(since, start), min(until, end)
     if endpoint.quota_tokens is not None:
         cid, start, end = cycle_id(endpoint.quota_cycle, tz, now)
         quotas.append(QuotaScope(f"e:{endpoint.id}:{endpoint.quota_epoch}:{cid}", endpoint.quota_tokens, start, end, "endpoint", endpoint.id))
+        since, until = max(since, start), min(until, end)
+    return rates, quotas, since, until
+
+
+class _ScopeCache:
+    """Scopes per (key, endpoint) for one snapshot: every request of a caller needs the same ones,
+    so the key strings and scope objects are built once per snapshot and quota cycle."""
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.entries: dict[tuple[int | None, int], tuple[list[RateScope], list[QuotaScope], float, float]] = {}
+
+    def get(
+        self, snap: Snapshot, key: KeyEntry | None, tenant_id: int, endpoint: EndpointEntry, now: float
+    ) -> tuple[list[RateScope], list[QuotaScope], float, float]:
+        if snap is not self.snapshot or len(self.entries) > 100_000:
+            self.snapshot, self.entries = snap, {}
+        ck = (None if key is None else key.id, endpoint.id)
+        hit = self.entries.get(ck)
+        if hit is None or not hit[2] <= now < hit[3]:
+            hit = self.entries[ck] = _scopes(snap, key, tenant_id, endpoint, now)
+        return hit
+
+
+_CACHE = _ScopeCache()
+
+
+def plan_for(
+    snap: Snapshot, key: KeyEntry | None, tenant_id: int, endpoint: EndpointEntry, input_estimate: int,
+    body: dict[str, Any], route: str, now: float,
+) -> Plan | None:  # fmt: skip
+    """The limits that apply, or None when none does (then the store is not consulted at all)."""
+    rates, quotas, _, _ = _CACHE.get(snap, key, tenant_id, endpoint, now)
     if not rates and not quotas:
         return None
     return Plan(rates, quotas, input_estimate + _output_estimate(body, endpoint, route), now)

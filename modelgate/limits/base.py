@@ -77,6 +77,11 @@ class CounterStore(ABC):
     async def settle(self, plan: Plan, actual_tokens: int) -> None:
         """Replace the reservation with the actual token count."""
 
+    async def settle_many(self, items: list[tuple[Plan, int]]) -> None:
+        """Several settles at once (a store may send them in one round trip)."""
+        for plan, actual_tokens in items:
+            await self.settle(plan, actual_tokens)
+
     @abstractmethod
     async def load_quota(self, scope: QuotaScope, used: int) -> None:
         """Initialise a quota counter (used tokens so far in the cycle) unless it exists already."""

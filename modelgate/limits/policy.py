@@ -26,7 +26,8 @@ class Limiter:
         self.healthy = True
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._probe: asyncio.Task[None] | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        self._to_settle: list[tuple[CounterStore, Plan, int]] = []
+        self._settler: asyncio.Task[None] | None = None
         self._unsettled: list[tuple[CounterStore, Plan, int]] = []
 
     @property
@@ -92,19 +93,26 @@ class Limiter:
         if isinstance(store, MemoryStore):
             store.settle_now(plan, actual_tokens)
             return
-        task = asyncio.get_running_loop().create_task(self._settle_remote(store, plan, actual_tokens))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        # Queued and sent together: one pipelined round trip for every settle gathered meanwhile,
+        # instead of a task and a round trip per request.
+        self._to_settle.append((store, plan, actual_tokens))
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.get_running_loop().create_task(self._drain_settles(), name="limiter-settles")
 
-    async def _settle_remote(self, store: CounterStore, plan: Plan, actual_tokens: int) -> None:
-        try:
-            await store.settle(plan, actual_tokens)
-        except StoreUnavailable as exc:
-            # replayed when the store is back: a lost settle would leave its reservation in the
-            # quota counter for the rest of the cycle
-            if len(self._unsettled) < _MAX_UNSETTLED:
-                self._unsettled.append((store, plan, actual_tokens))
-            self._mark_down(exc)
+    async def _drain_settles(self) -> None:
+        while self._to_settle:
+            batch, self._to_settle = self._to_settle, []
+            stores: dict[int, list[tuple[CounterStore, Plan, int]]] = {}
+            for item in batch:
+                stores.setdefault(id(item[0]), []).append(item)
+            for items in stores.values():
+                try:
+                    await items[0][0].settle_many([(plan, actual) for _, plan, actual in items])
+                except StoreUnavailable as exc:
+                    # replayed when the store is back: a lost settle would leave its reservation in
+                    # the quota counter for the rest of the cycle
+                    self._unsettled.extend(items[: max(0, _MAX_UNSETTLED - len(self._unsettled))])
+                    self._mark_down(exc)
 
     def _mark_down(self, exc: Exception) -> None:
         if self.healthy:
@@ -147,6 +155,6 @@ class Limiter:
     async def close(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._settler is not None:
+            await asyncio.gather(self._settler, return_exceptions=True)
         await self.primary.close()

@@ -109,6 +109,11 @@ return 1
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def _settle_call(plan: Plan, actual_tokens: int) -> tuple[list[str], list[Any]]:
+    keys = [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
+    return keys, [int(plan.now), actual_tokens - plan.tokens, actual_tokens, plan.tokens, len(plan.rates)]
+
+
 class RedisStore(CounterStore):
     name = "redis"
 
@@ -159,9 +164,21 @@ class RedisStore(CounterStore):
                         extra)  # fmt: skip
 
     async def settle(self, plan: Plan, actual_tokens: int) -> None:
-        keys = [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
-        await self._call(self._settle, keys,
-                         [int(plan.now), actual_tokens - plan.tokens, actual_tokens, plan.tokens, len(plan.rates)])  # fmt: skip
+        await self._call(self._settle, *_settle_call(plan, actual_tokens))
+
+    async def settle_many(self, items: list[tuple[Plan, int]]) -> None:
+        """One pipelined round trip (scripts are loaded by the pipeline if Redis lost them)."""
+        if len(items) == 1:
+            await self.settle(*items[0])
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for plan, actual_tokens in items:
+                    keys, args = _settle_call(plan, actual_tokens)
+                    await self._settle(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     async def load_quota(self, scope: QuotaScope, used: int) -> None:
         await self._call(self._load, [f"mg:q:{scope.key}"], [used, int(scope.expires_at) + 7 * 86400])

@@ -301,14 +301,15 @@ class UsageMinute(Base):
     """Per-endpoint, per-minute rollup (``minute`` is epoch seconds at the minute's start, UTC).
 
     Additive columns only, so batches upsert by addition. Requests that never resolved an
-    endpoint (bad key, unknown model) roll up under endpoint 0 of their tenant (or tenant 0).
+    endpoint (bad key, unknown model) roll up under endpoint 0 of their tenant (or tenant 0): the
+    key ends with tenant_id so those rows stay apart per tenant (migration 0006).
     """
 
     __tablename__ = "usage_minute"
     __table_args__ = (Index("ix_usage_minute_tenant", "tenant_id", "minute"),)
     endpoint_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, default=0)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     successes: Mapped[int] = mapped_column(Integer, default=0)
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -326,7 +327,7 @@ class UsageHour(Base):
     __tablename__ = "usage_hour"
     endpoint_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, default=0)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     successes: Mapped[int] = mapped_column(Integer, default=0)
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

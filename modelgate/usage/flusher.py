@@ -197,8 +197,9 @@ _minute_values = itemgetter(*_MINUTE_NAMES)
 _hour_values = itemgetter(*_HOUR_NAMES)
 _daily_values = itemgetter(*_DAILY_NAMES)
 _ROLLUPS: dict[str, tuple[Table, Sequence[str], Sequence[str], Sequence[str]]] = {
-    "usage_minute": (t.UsageMinute.__table__, ("endpoint_id", "minute"), MINUTE_COUNTERS, _MINUTE_NAMES),
-    "usage_hour": (t.UsageHour.__table__, ("endpoint_id", "hour"), MINUTE_COUNTERS, _HOUR_NAMES),
+    "usage_minute": (t.UsageMinute.__table__, ("endpoint_id", "minute", "tenant_id"), MINUTE_COUNTERS,
+                     _MINUTE_NAMES),
+    "usage_hour": (t.UsageHour.__table__, ("endpoint_id", "hour", "tenant_id"), MINUTE_COUNTERS, _HOUR_NAMES),
     "usage_daily": (t.UsageDaily.__table__, _DAILY_KEYS, DAILY_COUNTERS, _DAILY_NAMES),
 }
 _UPSERTS: dict[tuple[str, str], BulkWrite] = {}

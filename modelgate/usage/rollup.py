@@ -58,7 +58,7 @@ class Folder:
 
     def __init__(self, tz_of: Callable[[int], str]) -> None:
         self.tz_of = tz_of
-        self.minutes: dict[tuple[int, int], dict[str, Any]] = {}
+        self.minutes: dict[tuple[int, int, int], dict[str, Any]] = {}
         self.days: dict[tuple[str, int, int, int, int], dict[str, Any]] = {}
         self._zones: dict[str, ZoneInfo] = {}
 
@@ -68,7 +68,7 @@ class Folder:
             tenant, endpoint = e.tenant_id or 0, e.endpoint_id or 0
             err = error_class(e.error_type)
             ok = 1 if err is None and e.status_code < 400 else 0
-            mkey = (endpoint, int(e.ts) // 60 * 60)
+            mkey = (endpoint, int(e.ts) // 60 * 60, tenant)
             m = minutes.get(mkey)
             if m is None:
                 m = minutes[mkey] = dict.fromkeys(MINUTE_COUNTERS, 0)
@@ -108,10 +108,10 @@ def fold(
 
 
 def by_hour(minutes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The minute rows of a batch summed per (endpoint, hour): rows of ``usage_hour``."""
-    hours: dict[tuple[int, int], dict[str, Any]] = {}
+    """The minute rows of a batch summed per (endpoint, hour, tenant): rows of ``usage_hour``."""
+    hours: dict[tuple[int, int, int], dict[str, Any]] = {}
     for m in minutes:
-        key = (m["endpoint_id"], m["minute"] - m["minute"] % 3600)
+        key = (m["endpoint_id"], m["minute"] - m["minute"] % 3600, m["tenant_id"])
         h = hours.get(key)
         if h is None:
             h = hours[key] = dict.fromkeys(MINUTE_COUNTERS, 0)

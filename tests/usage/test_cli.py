@@ -102,6 +102,6 @@ def test_usage_prune_removes_what_is_older_than_the_horizons(cli_world: tuple[Ga
     left = gw.query("SELECT min(ts), count(*) FROM usage_events")[0]
     assert left[1] == n - gone > 0
     oldest_minute = int(gw.query("SELECT min(minute) FROM usage_minute")[0][0])
-    assert oldest_minute == min(m for _, m in minute_rollups(world) if m + 60 > rollup_horizon)
-    kept_minutes = sum(1 for _, m in minute_rollups(world) if m + 60 > rollup_horizon)
+    assert oldest_minute == min(m for _, m, _ in minute_rollups(world) if m + 60 > rollup_horizon)
+    kept_minutes = sum(1 for _, m, _ in minute_rollups(world) if m + 60 > rollup_horizon)
     assert int(gw.query("SELECT count(*) FROM usage_minute")[0][0]) == kept_minutes

@@ -131,8 +131,8 @@ async def test_prune_removes_exactly_what_is_older_than_the_horizons(database: s
                                  now=datetime.fromtimestamp(world.now, UTC))  # fmt: skip
         async with sessions() as s:
             details = {r["request_id"]: r for r in await fetch_all(s, t.UsageEvent)}
-            got_minutes = {(r["endpoint_id"], r["minute"]): r for r in await fetch_all(s, t.UsageMinute)}
-            got_hours = {(r["endpoint_id"], r["hour"]): r for r in await fetch_all(s, t.UsageHour)}
+            got_minutes = {(r["endpoint_id"], r["minute"], r["tenant_id"]): r for r in await fetch_all(s, t.UsageMinute)}
+            got_hours = {(r["endpoint_id"], r["hour"], r["tenant_id"]): r for r in await fetch_all(s, t.UsageHour)}
             got_days = {(r["day"], r["tenant_id"], r["endpoint_id"], r["user_id"], r["api_key_id"]): r
                         for r in await fetch_all(s, t.UsageDaily)}  # fmt: skip
             after = await partitions(s) if pg else {}

@@ -71,15 +71,13 @@ async def test_minute_and_hour_rollups_equal_the_raw_events_and_add_up_across_ba
     step = 60 if period == "minute" else 3600
     want = minute_rollups(world, step)
     async with sessions() as s:
-        got = {(r["endpoint_id"], r[period]): r for r in await fetch_all(s, table)}
+        got = {(r["endpoint_id"], r[period], r["tenant_id"]): r for r in await fetch_all(s, table)}
     assert set(got) == set(want)
-    columns = [c.name for c in table.__table__.columns if c.name not in ("endpoint_id", period)]
+    columns = [c.name for c in table.__table__.columns if c.name not in ("endpoint_id", period, "tenant_id")]
     assert {f"err_{x}" for x in LABELS} <= set(columns)
     for key, w in want.items():
         g = got[key]
         for c in columns:
-            if c == "tenant_id" and key[0] == 0:
-                continue  # see test_unresolved_requests_keep_their_tenant_in_minute_rollups
             if c in FLOAT_COLUMNS:
                 assert g[c] == pytest.approx(w[c], rel=1e-9, abs=1e-9), (key, c)
             else:
@@ -96,8 +94,6 @@ async def test_minute_and_hour_rollups_equal_the_raw_events_and_add_up_across_ba
     assert sum(r["ttft_count"] for r in want.values()) > 100
 
 
-@pytest.mark.xfail(strict=True, reason="usage_minute's key is (endpoint_id, minute): the endpoint-0 rows of "
-                   "all tenants share one row per minute, which keeps the first tenant_id it saw")  # fmt: skip
 async def test_unresolved_requests_keep_their_tenant_in_minute_rollups(world: World, sessions: Sessions) -> None:
     """UsageMinute promises: requests that never resolved an endpoint roll up under endpoint 0 *of their tenant*."""
     want: dict[tuple[int, int], set[int]] = defaultdict(set)

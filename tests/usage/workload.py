@@ -310,11 +310,11 @@ def percentile_bound(values: list[float], q: Fraction) -> float | None:
     return float(BOUNDS[min(bucket_index(ordered[rank - 1]), len(BOUNDS) - 1)])
 
 
-def minute_rollups(world: World, step: int = 60) -> dict[tuple[int, int], dict[str, Any]]:
-    """The counters per (endpoint, UTC minute) -- or per hour with ``step=3600``."""
-    out: dict[tuple[int, int], dict[str, Any]] = {}
+def minute_rollups(world: World, step: int = 60) -> dict[tuple[int, int, int], dict[str, Any]]:
+    """The counters per (endpoint, UTC minute, tenant) -- or per hour with ``step=3600``."""
+    out: dict[tuple[int, int, int], dict[str, Any]] = {}
     for e in world.events:
-        key = (e.endpoint_id or 0, floor_to(e.ts, step))
+        key = (e.endpoint_id or 0, floor_to(e.ts, step), e.tenant_id or 0)
         r = out.setdefault(key, defaultdict(int, tenant_id=e.tenant_id or 0))
         r["requests"] += 1
         r["successes"] += succeeded(e)

@@ -368,3 +368,11 @@ class UsageDaily(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+# SQLite: ids are never reused (AUTOINCREMENT, migration 0007): usage, statistics and the audit
+# trail refer to these ids without foreign keys, and a reused id would hand a deleted key's or
+# endpoint's history to a new one.
+for _table in ("tenants", "users", "tenant_roles", "managed_models", "vendor_credentials", "endpoints", "api_keys",
+               "personal_tokens", "grants"):  # fmt: skip
+    Base.metadata.tables[_table].dialect_options["sqlite"]["autoincrement"] = True

@@ -8,7 +8,6 @@ server has stopped taking requests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import hmac
 import logging
@@ -30,14 +29,15 @@ from starlette.routing import Route
 from modelgate.api.app import admin_routes, build_api
 from modelgate.console import console_routes
 from modelgate.errors import ServiceUnavailable
+from modelgate.gateway.asgi import ASGIApp, DataPlane
 from modelgate.gateway.forward import UpstreamClient
 from modelgate.gateway.pipeline import Gateway
-from modelgate.gateway.asgi import ASGIApp, DataPlane
 from modelgate.limits import CounterStore, Limiter, MemoryStore, QuotaScope
 from modelgate.limits.redis import RedisStore
 from modelgate.observability.metrics import Metrics
 from modelgate.runtime.loader import quota_used_since
 from modelgate.runtime.refresher import RuntimeState
+from modelgate.runtime.tasks import stop_task
 from modelgate.secrets_box import SecretBox, load_master_key
 from modelgate.services.sessions import LoginThrottle
 from modelgate.settings import Settings
@@ -127,10 +127,7 @@ class Services:
         quiet_garbage_collector()
 
     async def stop(self) -> None:
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
+        await stop_task(self._retention)
         await self.runtime.stop()
         await self.flusher.stop()
         await self.client.close()

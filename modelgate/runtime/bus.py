@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
+from modelgate.runtime.tasks import stop_task
+
 __all__ = ["ConfigBus"]
 
 log = logging.getLogger("modelgate.runtime")
@@ -83,12 +85,7 @@ class ConfigBus:
         self._task = asyncio.get_running_loop().create_task(self._listen(), name="config-bus")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self._task)
         try:
             async with asyncio.timeout(_CALL_TIMEOUT):
                 await self.client.hdel(_PROCS, self.proc_id)

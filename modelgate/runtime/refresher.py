@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modelgate.runtime.bus import ConfigBus
 from modelgate.runtime.loader import load_snapshot, read_version
 from modelgate.runtime.snapshot import Snapshot
+from modelgate.runtime.tasks import stop_task
 from modelgate.secrets_box import SecretBox
 from modelgate.settings import Settings
 
@@ -78,12 +79,7 @@ class RuntimeState:
             self.bus.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.bus is not None:
             await self.bus.stop()

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelgate.observability.metrics import Metrics
+from modelgate.runtime.tasks import stop_task
 from modelgate.storage import tables as t
 from modelgate.storage.bulk import BulkWrite
 from modelgate.usage.events import EVENT_FIELDS, UsageEvent
@@ -168,13 +169,8 @@ class UsageFlusher:
 
     async def stop(self) -> None:
         """Stop the loop and drain: nothing recorded before shutdown is lost."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         try:
             await self.flush_once()
         except Exception:

@@ -68,7 +68,7 @@ class DataPlane:
         self.state = control.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not (scope["path"].startswith("/v1/") or scope["path"] == "/v1"):
             await self.control(scope, receive, send)
             return
         try:

@@ -177,6 +177,9 @@ class RedisStore(CounterStore):
                     keys, args = _settle_call(plan, actual_tokens)
                     await self._settle(keys=keys, args=args, client=pipe)
                 await pipe.execute()
+        except NoScriptError:  # Redis restarted between the pipeline's script check and its calls
+            for plan, actual_tokens in items:
+                await self.settle(plan, actual_tokens)
         except _ERRORS as exc:
             raise StoreUnavailable(str(exc)) from exc
 

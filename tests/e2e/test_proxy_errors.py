@@ -487,6 +487,7 @@ def test_client_disconnect_with_httpx_stream(env: Env) -> None:
     [
         ("POST", "/v1/nonexistent", 404),
         ("GET", "/v1/assistants", 404),
+        ("GET", "/v1", 404),
         ("GET", "/v1/chat/completions", 405),
         ("DELETE", "/v1/models", 405),
     ],
@@ -502,6 +503,18 @@ def test_unrouted_v1_requests_are_openai_errors(env: Env, method: str, path: str
 def test_unrouted_v1_requests_carry_a_request_id(env: Env, method: str, path: str) -> None:
     resp = httpx.request(method, env.gw.base_url + path, headers={"authorization": f"Bearer {env.key}"}, timeout=10)
     assert resp.headers.get("x-request-id")
+
+
+def test_a_wrong_method_names_the_allowed_one(env: Env) -> None:
+    resp = httpx.get(env.gw.base_url + "/v1/embeddings", headers={"authorization": f"Bearer {env.key}"}, timeout=10)
+    assert_openai_error(resp, 405, code="method_not_allowed")
+    assert resp.headers["allow"] == "POST"
+
+
+def test_head_on_models_answers_without_a_body(env: Env) -> None:
+    resp = httpx.head(env.gw.base_url + "/v1/models", headers={"authorization": f"Bearer {env.key}"}, timeout=10)
+    assert resp.status_code == 200 and resp.content == b""
+    assert int(resp.headers["content-length"]) > 0  # what a GET would return
 
 
 # ----------------------------------------------------------- a gateway-wide short timeout

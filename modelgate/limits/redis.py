@@ -9,6 +9,8 @@ from the database's usage records.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -109,6 +111,37 @@ return 1
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def _reserve_call(plan: Plan) -> tuple[list[str], list[Any]]:
+    keys = [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
+    args: list[Any] = [int(plan.now), plan.tokens, len(plan.rates), len(plan.quotas)]
+    for r in plan.rates:
+        args += [-1 if r.rpm is None else r.rpm, -1 if r.tpm is None else r.tpm]
+    for q in plan.quotas:
+        args += [q.limit, int(q.expires_at)]
+    return keys, args
+
+
+def _status(res: Any) -> str:
+    return res[0].decode() if isinstance(res[0], bytes) else str(res[0])
+
+
+def _decision(plan: Plan, res: Any) -> Decision:
+    """The reserve script's answer as a Decision (``missing``: quota counters to rebuild first)."""
+    status = _status(res)
+    if status == "missing":
+        raise QuotaUnknown([plan.quotas[int(i) - 1] for i in res[1]])
+    n = [None if int(v) < 0 else int(v) for v in res[1:]]
+    if status == "ok":
+        return Decision(True, limit_requests=n[0], remaining_requests=n[1], limit_tokens=n[2],
+                        remaining_tokens=n[3], quota_remaining=n[4])  # fmt: skip
+    idx = int(res[1]) - 1
+    scope = plan.rates[idx].key if status in ("rpm", "tpm") else plan.quotas[idx].key
+    retry = int(res[2]) if status != "quota" else max(1, int(plan.quotas[idx].expires_at - plan.now))
+    extra = {"quota_limit": plan.quotas[idx].limit} if status == "quota" else {}
+    return Decision(False, status, scope, retry, n[2], n[3], n[4], n[5], 0 if status == "quota" else None,
+                    extra)  # fmt: skip
+
+
 def _settle_call(plan: Plan, actual_tokens: int) -> tuple[list[str], list[Any]]:
     keys = [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
     return keys, [int(plan.now), actual_tokens - plan.tokens, actual_tokens, plan.tokens, len(plan.rates)]
@@ -132,6 +165,8 @@ class RedisStore(CounterStore):
         self._reserve = self.client.register_script(_RESERVE)
         self._settle = self.client.register_script(_SETTLE)
         self._load = self.client.register_script(_LOAD)
+        self._busy = False  # a reserve (or a batch of them) is on its way to Redis
+        self._waiting: list[tuple[Plan, list[str], list[Any], asyncio.Future[Any]]] = []
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -142,46 +177,80 @@ class RedisStore(CounterStore):
             raise StoreUnavailable(str(exc)) from exc
 
     async def reserve(self, plan: Plan) -> Decision:
-        keys = [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
-        args: list[Any] = [int(plan.now), plan.tokens, len(plan.rates), len(plan.quotas)]
-        for r in plan.rates:
-            args += [-1 if r.rpm is None else r.rpm, -1 if r.tpm is None else r.tpm]
-        for q in plan.quotas:
-            args += [q.limit, int(q.expires_at)]
-        res = await self._call(self._reserve, keys, args)
-        status = res[0].decode() if isinstance(res[0], bytes) else res[0]
-        if status == "missing":
-            raise QuotaUnknown([plan.quotas[int(i) - 1] for i in res[1]])
-        n = [None if int(v) < 0 else int(v) for v in res[1:]]
-        if status == "ok":
-            return Decision(True, limit_requests=n[0], remaining_requests=n[1], limit_tokens=n[2],
-                            remaining_tokens=n[3], quota_remaining=n[4])  # fmt: skip
-        idx = int(res[1]) - 1
-        scope = plan.rates[idx].key if status in ("rpm", "tpm") else plan.quotas[idx].key
-        retry = int(res[2]) if status != "quota" else max(1, int(plan.quotas[idx].expires_at - plan.now))
-        extra = {"quota_limit": plan.quotas[idx].limit} if status == "quota" else {}
-        return Decision(False, status, scope, retry, n[2], n[3], n[4], n[5], 0 if status == "quota" else None,
-                        extra)  # fmt: skip
+        keys, args = _reserve_call(plan)
+        if self._busy:
+            # another reserve is on its way to Redis: join the next pipelined batch rather than
+            # paying a round trip (and redis-py's per-call work) of its own. Each script still runs
+            # atomically; one connection alone never waits for a batch.
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._waiting.append((plan, keys, args, fut))
+            res = await fut
+        else:
+            self._busy = True
+            try:
+                res = await self._call(self._reserve, keys, args)
+            finally:
+                self._hand_over()
+        return _decision(plan, res)
+
+    def _hand_over(self) -> None:
+        if self._waiting:
+            asyncio.get_running_loop().create_task(self._drain_reserves(), name="redis-reserves")
+        else:
+            self._busy = False
+
+    async def _drain_reserves(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                results: list[Any]
+                try:
+                    results = await self._pipelined(self._reserve, [(keys, args) for _, keys, args, _ in batch])
+                except StoreUnavailable as exc:
+                    results = [exc] * len(batch)
+                for (plan, _, _, fut), res in zip(batch, results, strict=True):
+                    if fut.done():
+                        if not isinstance(res, BaseException) and _status(res) == "ok":
+                            # the request went away while waiting: give its reservation back
+                            with contextlib.suppress(StoreUnavailable):
+                                await self.settle(plan, 0)
+                    elif isinstance(res, BaseException):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
+        finally:
+            for _, _, _, fut in self._waiting:
+                if not fut.done():
+                    fut.set_exception(StoreUnavailable("the reserve batch was interrupted"))
+            self._waiting = []
+            self._busy = False
+
+    async def _pipelined(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The scripts' results in order; a failed script's error in its place."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await script(keys=keys, args=args, client=pipe)
+                results = list(await pipe.execute(raise_on_error=False))
+        except _ERRORS as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        for i, res in enumerate(results):
+            if isinstance(res, NoScriptError):  # Redis restarted between the script check and the calls
+                results[i] = await self._call(script, *calls[i])
+        return results
 
     async def settle(self, plan: Plan, actual_tokens: int) -> None:
         await self._call(self._settle, *_settle_call(plan, actual_tokens))
 
     async def settle_many(self, items: list[tuple[Plan, int]]) -> None:
-        """One pipelined round trip (scripts are loaded by the pipeline if Redis lost them)."""
+        """One pipelined round trip for all of them."""
         if len(items) == 1:
             await self.settle(*items[0])
             return
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for plan, actual_tokens in items:
-                    keys, args = _settle_call(plan, actual_tokens)
-                    await self._settle(keys=keys, args=args, client=pipe)
-                await pipe.execute()
-        except NoScriptError:  # Redis restarted between the pipeline's script check and its calls
-            for plan, actual_tokens in items:
-                await self.settle(plan, actual_tokens)
-        except _ERRORS as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        results = await self._pipelined(self._settle, [_settle_call(plan, actual) for plan, actual in items])
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
 
     async def load_quota(self, scope: QuotaScope, used: int) -> None:
         await self._call(self._load, [f"mg:q:{scope.key}"], [used, int(scope.expires_at) + 7 * 86400])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from aiohttp.payload import BytesPayload
 
 from modelgate.errors import BadRequest, GatewayError, RateLimited, UpstreamError, UpstreamTimeout
 from modelgate.runtime.snapshot import EndpointEntry
@@ -44,7 +45,9 @@ class UpstreamClient:
         """POST and return the response with headers read; the caller reads or relays the body."""
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         try:
-            return await self._session.post(url, data=body, headers=ep.upstream_headers, timeout=self._timeout(ep))
+            # a ready payload: aiohttp would otherwise look the body's type up in its registry each time
+            payload = BytesPayload(body, content_type="application/json")
+            return await self._session.post(url, data=payload, headers=ep.upstream_headers, timeout=self._timeout(ep))
         except TimeoutError as exc:
             raise UpstreamTimeout(f"The upstream of endpoint '{ep.name}' did not answer in time.") from exc
         except aiohttp.ClientError as exc:

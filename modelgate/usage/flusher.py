@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import Table, bindparam, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from modelgate.observability.metrics import Metrics
 from modelgate.runtime.tasks import stop_task
@@ -27,11 +29,13 @@ from modelgate.storage.bulk import BulkWrite
 from modelgate.usage.events import EVENT_FIELDS, UsageEvent
 from modelgate.usage.recorder import UsageRecorder
 from modelgate.usage.rollup import DAILY_COUNTERS, MINUTE_COUNTERS, Folder, by_hour
+from modelgate.usage.sqlite_direct import Busy, DirectSqlite
 
 __all__ = ["UsageFlusher"]
 
 log = logging.getLogger("modelgate.usage")
-_SLICE = 100  # events handled between two returns to the event loop
+_SLICE = 50  # events handled between two returns to the event loop
+_CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints of the direct SQLite writer
 
 
 class UsageFlusher:
@@ -53,6 +57,13 @@ class UsageFlusher:
         self.flushed = 0
         self._lock = asyncio.Lock()
         self.flushed_event = asyncio.Event()
+        self._direct = _direct_sqlite(sessions)
+        self._checkpointed = time.monotonic()
+
+    @property
+    def direct(self) -> DirectSqlite | None:
+        """The direct SQLite writer, when the database is an SQLite file."""
+        return self._direct
 
     async def _write(self, events: list[UsageEvent]) -> None:
         """Details and rollups of a batch in one transaction: both or neither.
@@ -69,6 +80,44 @@ class UsageFlusher:
             if step < len(events):
                 await asyncio.sleep(0)
         minutes, days = list(folder.minutes.values()), list(folder.days.values())
+        written = False
+        if self._direct is not None:
+            try:
+                await self._write_direct(self._direct, events, minutes, days, step)
+                written = True
+            except Busy:
+                pass  # another connection is writing: this batch waits for it on the async engine's thread
+        if not written:
+            await self._write_async(events, minutes, days, step)
+        if self._metrics is not None:
+            self._metrics.observe(events)
+
+    async def _write_direct(
+        self, db: DirectSqlite, events: list[UsageEvent], minutes: list[dict[str, Any]], days: list[dict[str, Any]],
+        step: int,
+    ) -> None:  # fmt: skip
+        db.begin()
+        try:
+            for i in range(0, len(events), step):
+                db.write(_EVENTS, [_event_values(e) for e in events[i : i + step]])
+                if step < len(events):
+                    await asyncio.sleep(0)
+            db.write(_rollup_write("sqlite", "usage_minute"), [_minute_values(m) for m in minutes])
+            db.write(_rollup_write("sqlite", "usage_hour"), [_hour_values(h) for h in by_hour(minutes)])
+            db.write(_rollup_write("sqlite", "usage_daily"), [_daily_values(d) for d in days])
+            db.write(_TOUCH, _last_use(events))
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        now = time.monotonic()
+        if now - self._checkpointed >= _CHECKPOINT_EVERY:
+            self._checkpointed = now
+            await db.checkpoint()
+
+    async def _write_async(
+        self, events: list[UsageEvent], minutes: list[dict[str, Any]], days: list[dict[str, Any]], step: int
+    ) -> None:
         async with self._sessions() as session, session.begin():
             dialect = (await session.connection()).dialect.name
             for i in range(0, len(events), step):
@@ -76,9 +125,7 @@ class UsageFlusher:
             await _rollup_write(dialect, "usage_minute").run(session, [_minute_values(m) for m in minutes])
             await _rollup_write(dialect, "usage_hour").run(session, [_hour_values(h) for h in by_hour(minutes)])
             await _rollup_write(dialect, "usage_daily").run(session, [_daily_values(d) for d in days])
-            await _touch_keys(session, events)
-        if self._metrics is not None:
-            self._metrics.observe(events)
+            await _TOUCH.run(session, _last_use(events))
 
     async def flush_once(self) -> int:
         """Write everything buffered now; returns how many events were written.
@@ -96,6 +143,10 @@ class UsageFlusher:
             batch = self.recorder.take(self.recorder.batch_size)
             try:
                 await self._write(batch)
+            except asyncio.CancelledError:
+                # shutting down mid-batch: the batch goes back in front, for stop()'s final flush
+                self.recorder.buffer.extendleft(reversed(batch))
+                raise
             except Exception:
                 log.warning("usage write failed; %d events spooled to disk", len(batch), exc_info=True)
                 self.recorder.spill(batch)
@@ -175,6 +226,8 @@ class UsageFlusher:
             await self.flush_once()
         except Exception:
             self.recorder.spill(self.recorder.take(len(self.recorder.buffer)))
+        if self._direct is not None:
+            self._direct.close()
 
 
 def _posix_to_datetime(ts: float) -> datetime:
@@ -225,10 +278,21 @@ def _rollup_write(dialect: str, table_name: str) -> BulkWrite:
     return cached
 
 
-async def _touch_keys(session: AsyncSession, events: list[UsageEvent]) -> None:
-    """Keep ``api_keys.last_used_at``: one UPDATE per key seen in the batch, not per request."""
+def _last_use(events: list[UsageEvent]) -> list[tuple[int, float]]:
+    """``api_keys.last_used_at`` rows: one UPDATE per key seen in the batch, not per request."""
     last: dict[int, float] = {}
     for e in events:
         if e.api_key_id is not None and e.ts > last.get(e.api_key_id, 0.0):
             last[e.api_key_id] = e.ts
-    await _TOUCH.run(session, list(last.items()))
+    return list(last.items())
+
+
+def _direct_sqlite(sessions: async_sessionmaker[AsyncSession]) -> DirectSqlite | None:
+    """A direct connection when the database is an SQLite file (see usage/sqlite_direct.py)."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        return None
+    url = bind.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return DirectSqlite(url.database, bind.dialect)

@@ -121,6 +121,11 @@ async def test_no_database_round_trip_per_request(configured: Configured) -> Non
         statements.append(Statement(_task_name(), " ".join(sql.split()), executemany))
 
     event.listen(services.engine.sync_engine, "before_cursor_execute", on_execute)
+    # on an SQLite file the flusher writes through its own connection (usage/sqlite_direct.py)
+    assert services.flusher.direct is not None
+    services.flusher.direct.on_statement = lambda sql, rows: statements.append(
+        Statement(_task_name(), " ".join(sql.split()), rows > 1)
+    )
     transport = httpx.ASGITransport(app=app)
     async with app.control.router.lifespan_context(app.control), httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         # warm up: first requests, first flush, a few version polls

@@ -34,7 +34,7 @@ from modelgate.usage.sqlite_direct import Busy, DirectSqlite
 __all__ = ["UsageFlusher"]
 
 log = logging.getLogger("modelgate.usage")
-_SLICE = 50  # events handled between two returns to the event loop
+_SLICE = 20  # events handled between two returns to the event loop
 _CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints of the direct SQLite writer
 
 

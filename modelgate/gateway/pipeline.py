@@ -111,17 +111,21 @@ class Gateway:
     async def _read_json(self, receive: Receive, length: bytes | None) -> dict[str, Any]:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
-        raw = b""
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away before sending it all
                 raise BadRequest("The request body was not received completely.", code="incomplete_body",
                                  error_type="client_disconnected")  # fmt: skip
-            raw += message.get("body", b"")
-            if len(raw) > self.max_body:
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
                 raise PayloadTooLarge(f"The request body exceeds the limit of {self.max_body} bytes.")
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -89,8 +89,11 @@ class UsageFlusher:
                 pass  # another connection is writing: this batch waits for it on the async engine's thread
         if not written:
             await self._write_async(events, minutes, days, step)
-        if self._metrics is not None:
-            self._metrics.observe(events)
+        if self._metrics is not None:  # once the batch is stored: a spooled batch is counted when replayed
+            for i in range(0, len(events), step):
+                self._metrics.observe(events[i : i + step])
+                if step < len(events):
+                    await asyncio.sleep(0)
 
     async def _write_direct(
         self, db: DirectSqlite, events: list[UsageEvent], minutes: list[dict[str, Any]], days: list[dict[str, Any]],

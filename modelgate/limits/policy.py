@@ -26,7 +26,7 @@ class Limiter:
         self.healthy = True
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._probe: asyncio.Task[None] | None = None
-        self._to_settle: list[tuple[CounterStore, Plan, int]] = []
+        self._to_settle: list[tuple[Plan, int]] = []
         self._settler: asyncio.Task[None] | None = None
         self._unsettled: list[tuple[CounterStore, Plan, int]] = []
 
@@ -94,25 +94,23 @@ class Limiter:
             store.settle_now(plan, actual_tokens)
             return
         # Queued and sent together: one pipelined round trip for every settle gathered meanwhile,
-        # instead of a task and a round trip per request.
-        self._to_settle.append((store, plan, actual_tokens))
+        # instead of a task and a round trip per request. (A remote reservation was taken on the
+        # primary store: the only store that is not in-process.)
+        self._to_settle.append((plan, actual_tokens))
         if self._settler is None or self._settler.done():
             self._settler = asyncio.get_running_loop().create_task(self._drain_settles(), name="limiter-settles")
 
     async def _drain_settles(self) -> None:
         while self._to_settle:
             batch, self._to_settle = self._to_settle, []
-            stores: dict[int, list[tuple[CounterStore, Plan, int]]] = {}
-            for item in batch:
-                stores.setdefault(id(item[0]), []).append(item)
-            for items in stores.values():
-                try:
-                    await items[0][0].settle_many([(plan, actual) for _, plan, actual in items])
-                except StoreUnavailable as exc:
-                    # replayed when the store is back: a lost settle would leave its reservation in
-                    # the quota counter for the rest of the cycle
-                    self._unsettled.extend(items[: max(0, _MAX_UNSETTLED - len(self._unsettled))])
-                    self._mark_down(exc)
+            try:
+                await self.primary.settle_many(batch)
+            except StoreUnavailable as exc:
+                # replayed when the store is back: a lost settle would leave its reservation in the
+                # quota counter for the rest of the cycle
+                room = max(0, _MAX_UNSETTLED - len(self._unsettled))
+                self._unsettled.extend((self.primary, plan, actual) for plan, actual in batch[:room])
+                self._mark_down(exc)
 
     def _mark_down(self, exc: Exception) -> None:
         if self.healthy:

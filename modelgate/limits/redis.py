@@ -111,8 +111,12 @@ return 1
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def _keys(plan: Plan) -> list[str]:
+    return [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
+
+
 def _reserve_call(plan: Plan) -> tuple[list[str], list[Any]]:
-    keys = [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
+    keys = _keys(plan)
     args: list[Any] = [int(plan.now), plan.tokens, len(plan.rates), len(plan.quotas)]
     for r in plan.rates:
         args += [-1 if r.rpm is None else r.rpm, -1 if r.tpm is None else r.tpm]
@@ -143,8 +147,7 @@ def _decision(plan: Plan, res: Any) -> Decision:
 
 
 def _settle_call(plan: Plan, actual_tokens: int) -> tuple[list[str], list[Any]]:
-    keys = [f"mg:r:{r.key}" for r in plan.rates] + [f"mg:q:{q.key}" for q in plan.quotas]
-    return keys, [int(plan.now), actual_tokens - plan.tokens, actual_tokens, plan.tokens, len(plan.rates)]
+    return _keys(plan), [int(plan.now), actual_tokens - plan.tokens, actual_tokens, plan.tokens, len(plan.rates)]
 
 
 class RedisStore(CounterStore):

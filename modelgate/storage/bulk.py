@@ -74,13 +74,16 @@ class BulkWrite:
         )
         return prepared
 
-    async def run(self, session: AsyncSession, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            return
-        conn = await session.connection()
-        prepared = self.prepare(conn.dialect)
+    def params(self, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+        """The SQL text and the driver's parameter tuples for ``rows``."""
+        prepared = self.prepare(dialect)
         row = prepared.row
-        await conn.exec_driver_sql(prepared.sql, [row(r) for r in rows])
+        return prepared.sql, [row(r) for r in rows]
+
+    async def run(self, session: AsyncSession, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            conn = await session.connection()
+            await conn.exec_driver_sql(*self.params(conn.dialect, rows))
 
 
 def _chain(first: Convert | None, then: Convert | None) -> Convert | None:

@@ -297,7 +297,21 @@ ERROR_TYPES = (
 )  # fmt: skip
 
 
-class UsageMinute(Base):
+class _RollupCounters:
+    """The additive counters shared by the minute and hour rollups (the error and latency-bucket
+    counters are added to both below)."""
+
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
+    ttft_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class UsageMinute(_RollupCounters, Base):
     """Per-endpoint, per-minute rollup (``minute`` is epoch seconds at the minute's start, UTC).
 
     Additive columns only, so batches upsert by addition. Requests that never resolved an
@@ -310,17 +324,9 @@ class UsageMinute(Base):
     endpoint_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, default=0)
-    requests: Mapped[int] = mapped_column(Integer, default=0)
-    successes: Mapped[int] = mapped_column(Integer, default=0)
-    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost: Mapped[float] = mapped_column(Float, default=0.0)
-    latency_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
-    ttft_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
 
 
-class UsageHour(Base):
+class UsageHour(_RollupCounters, Base):
     """The minute rollups summed per endpoint and hour (``hour``: epoch seconds at the hour's start,
     UTC), written in the same batch: monitoring over days reads 60 times fewer rows."""
 
@@ -328,14 +334,6 @@ class UsageHour(Base):
     endpoint_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, default=0)
-    requests: Mapped[int] = mapped_column(Integer, default=0)
-    successes: Mapped[int] = mapped_column(Integer, default=0)
-    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost: Mapped[float] = mapped_column(Float, default=0.0)
-    latency_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
-    ttft_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 for _rollup in (UsageMinute, UsageHour):

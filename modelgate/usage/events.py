@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["EVENT_FIELDS", "UsageEvent"]
@@ -31,11 +30,6 @@ class UsageEvent:
     ttft_ms: float | None = None
     upstream_status: int | None = None
     cost: float = 0.0
-
-    def as_row(self) -> dict[str, Any]:
-        row = self.as_json()
-        row["ts"] = datetime.fromtimestamp(self.ts, UTC)
-        return row
 
     def as_json(self) -> dict[str, Any]:
         # every field is a scalar: no need for dataclasses.asdict's recursive deep copy (most of a

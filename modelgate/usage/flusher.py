@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -35,6 +35,7 @@ __all__ = ["UsageFlusher"]
 
 log = logging.getLogger("modelgate.usage")
 _SLICE = 20  # events handled between two returns to the event loop
+_Put = Callable[["BulkWrite", list[Sequence[Any]]], Awaitable[None]]
 _CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints of the direct SQLite writer
 
 
@@ -75,40 +76,42 @@ class UsageFlusher:
         # for good under saturation, since every slice costs a turn of the event loop.
         step = _SLICE if len(self.recorder.buffer) < self.recorder.batch_size else max(1, len(events))
         folder = Folder(self._tz_of)
-        for i in range(0, len(events), step):
-            folder.add(events[i : i + step])
-            if step < len(events):
-                await asyncio.sleep(0)
+        async for part in _in_slices(events, step):
+            folder.add(part)
         minutes, days = list(folder.minutes.values()), list(folder.days.values())
-        written = False
-        if self._direct is not None:
-            try:
-                await self._write_direct(self._direct, events, minutes, days, step)
-                written = True
-            except Busy:
-                pass  # another connection is writing: this batch waits for it on the async engine's thread
-        if not written:
+        if self._direct is None or not await self._write_direct(self._direct, events, minutes, days, step):
             await self._write_async(events, minutes, days, step)
         if self._metrics is not None:  # once the batch is stored: a spooled batch is counted when replayed
-            for i in range(0, len(events), step):
-                self._metrics.observe(events[i : i + step])
-                if step < len(events):
-                    await asyncio.sleep(0)
+            async for part in _in_slices(events, step):
+                self._metrics.observe(part)
+
+    async def _store(
+        self, put: _Put, dialect: str, events: list[UsageEvent], minutes: list[dict[str, Any]],
+        days: list[dict[str, Any]], step: int,
+    ) -> None:  # fmt: skip
+        """The batch's statements, the same whichever connection ``put`` runs them on."""
+        async for part in _in_slices(events, step):
+            await put(_EVENTS, [_event_values(e) for e in part])
+        await put(_rollup_write(dialect, "usage_minute"), [_minute_values(m) for m in minutes])
+        await put(_rollup_write(dialect, "usage_hour"), [_hour_values(h) for h in by_hour(minutes)])
+        await put(_rollup_write(dialect, "usage_daily"), [_daily_values(d) for d in days])
+        await put(_TOUCH, _last_use(events))
 
     async def _write_direct(
         self, db: DirectSqlite, events: list[UsageEvent], minutes: list[dict[str, Any]], days: list[dict[str, Any]],
         step: int,
-    ) -> None:  # fmt: skip
-        db.begin()
+    ) -> bool:  # fmt: skip
+        """False when another connection holds the write lock (the batch then goes the async way)."""
+
+        async def put(statement: BulkWrite, rows: list[Sequence[Any]]) -> None:
+            db.write(statement, rows)
+
         try:
-            for i in range(0, len(events), step):
-                db.write(_EVENTS, [_event_values(e) for e in events[i : i + step]])
-                if step < len(events):
-                    await asyncio.sleep(0)
-            db.write(_rollup_write("sqlite", "usage_minute"), [_minute_values(m) for m in minutes])
-            db.write(_rollup_write("sqlite", "usage_hour"), [_hour_values(h) for h in by_hour(minutes)])
-            db.write(_rollup_write("sqlite", "usage_daily"), [_daily_values(d) for d in days])
-            db.write(_TOUCH, _last_use(events))
+            db.begin()
+        except Busy:
+            return False
+        try:
+            await self._store(put, "sqlite", events, minutes, days, step)
             db.commit()
         except BaseException:
             db.rollback()
@@ -117,18 +120,18 @@ class UsageFlusher:
         if now - self._checkpointed >= _CHECKPOINT_EVERY:
             self._checkpointed = now
             await db.checkpoint()
+        return True
 
     async def _write_async(
         self, events: list[UsageEvent], minutes: list[dict[str, Any]], days: list[dict[str, Any]], step: int
     ) -> None:
         async with self._sessions() as session, session.begin():
+
+            async def put(statement: BulkWrite, rows: list[Sequence[Any]]) -> None:
+                await statement.run(session, rows)
+
             dialect = (await session.connection()).dialect.name
-            for i in range(0, len(events), step):
-                await _EVENTS.run(session, [_event_values(e) for e in events[i : i + step]])
-            await _rollup_write(dialect, "usage_minute").run(session, [_minute_values(m) for m in minutes])
-            await _rollup_write(dialect, "usage_hour").run(session, [_hour_values(h) for h in by_hour(minutes)])
-            await _rollup_write(dialect, "usage_daily").run(session, [_daily_values(d) for d in days])
-            await _TOUCH.run(session, _last_use(events))
+            await self._store(put, dialect, events, minutes, days, step)
 
     async def flush_once(self) -> int:
         """Write everything buffered now; returns how many events were written.
@@ -279,6 +282,14 @@ def _rollup_write(dialect: str, table_name: str) -> BulkWrite:
                                       set_={c: table.c[c] + stmt.excluded[c] for c in counters})  # fmt: skip
     cached = _UPSERTS[(dialect, table_name)] = BulkWrite(stmt, names)
     return cached
+
+
+async def _in_slices(items: list[UsageEvent], step: int) -> AsyncIterator[list[UsageEvent]]:
+    """``items`` in slices of ``step``, the event loop let in between when there are several."""
+    for i in range(0, len(items), step):
+        yield items[i : i + step]
+        if step < len(items):
+            await asyncio.sleep(0)
 
 
 def _last_use(events: list[UsageEvent]) -> list[tuple[int, float]]:

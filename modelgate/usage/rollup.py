@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from modelgate.storage.tables import ERROR_TYPES, LATENCY_BUCKETS_MS
 from modelgate.usage.events import UsageEvent
 
-__all__ = ["DAILY_COUNTERS", "MINUTE_COUNTERS", "Folder", "bucket_of", "by_hour", "error_class", "fold"]
+__all__ = ["DAILY_COUNTERS", "MINUTE_COUNTERS", "Folder", "bucket_of", "by_hour", "error_class"]
 
 _KNOWN = frozenset(ERROR_TYPES)
 _ALIASES = {"not_found": "bad_request"}
@@ -96,15 +96,6 @@ class Folder:
             d["input_tokens"] += e.input_tokens
             d["output_tokens"] += e.output_tokens
             d["cost"] += e.cost
-
-
-def fold(
-    events: Iterable[UsageEvent], tz_of: Callable[[int], str]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Minute rows and daily rows of a batch, in one go."""
-    folder = Folder(tz_of)
-    folder.add(events)
-    return list(folder.minutes.values()), list(folder.days.values())
 
 
 def by_hour(minutes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

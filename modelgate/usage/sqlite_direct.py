@@ -63,10 +63,10 @@ class DirectSqlite:
 
     def write(self, statement: BulkWrite, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            prepared = statement.prepare(self.dialect)
-            self._connection().executemany(prepared.sql, [prepared.row(r) for r in rows])
+            sql, params = statement.params(self.dialect, rows)
+            self._connection().executemany(sql, params)
             if self.on_statement is not None:
-                self.on_statement(prepared.sql, len(rows))
+                self.on_statement(sql, len(rows))
 
     def commit(self) -> None:
         self._connection().execute("COMMIT")
